@@ -1,0 +1,30 @@
+//! Client for the users service (`users.v1.UserService`).
+//!
+//! [`UsersClient`] speaks plain Rust: it takes names and [`FindUsers`]
+//! queries and returns [`User`]s, [`Page`]s and a typed [`ClientError`]. The
+//! generated protobuf types and stubs sit underneath in [`pb`], for callers
+//! that need the wire level.
+//!
+//! ```no_run
+//! use users_client::{FindUsers, UsersClient};
+//!
+//! # async fn run() -> Result<(), users_client::ClientError> {
+//! let mut client = UsersClient::connect("http://127.0.0.1:50051").await?;
+//! let john = client.create_user("John").await?;
+//! let page = client.find_users(&FindUsers::new().name("John")).await?;
+//! assert!(page.users.iter().any(|user| user.id == john.id));
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Modules:
+//! - [`client`]: the [`UsersClient`] wrapper and its queries.
+//! - [`error`]: [`ClientError`], one variant per status a caller can act on.
+//! - [`pb`]: the generated code.
+
+pub mod client;
+pub mod error;
+pub mod pb;
+
+pub use client::{FindUsers, Page, User, UsersClient};
+pub use error::ClientError;

@@ -1,0 +1,49 @@
+//! [`Config`]: the command line, with environment fallbacks.
+
+use std::{net::SocketAddr, time::Duration};
+
+use clap::Parser;
+
+/// How to run the server. Every flag has an environment fallback so that the
+/// same binary configures from a shell or from a container spec.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "users-server", version, about = "The users gRPC service")]
+pub struct Config {
+    /// Address to serve gRPC on; port 0 picks a free port.
+    #[arg(long, env = "USERS_LISTEN", default_value = "127.0.0.1:50051")]
+    pub listen: SocketAddr,
+
+    /// Where users are stored: `sqlite://PATH` (created if missing) or
+    /// `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE`.
+    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://users.db")]
+    pub database_url: String,
+
+    /// Database connections to keep open. With SQLite these are the readers;
+    /// writes go through one extra connection of their own.
+    #[arg(long, env = "USERS_POOL_SIZE", default_value_t = 8,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub pool_size: u32,
+
+    /// How long a call waits for a free database connection before it fails
+    /// with UNAVAILABLE, e.g. `5s` or `500ms`.
+    #[arg(long, env = "USERS_POOL_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub pool_timeout: Duration,
+
+    /// Do not apply pending migrations at start-up; refuse to start if the
+    /// schema is behind instead.
+    #[arg(long, env = "USERS_SKIP_MIGRATIONS")]
+    pub skip_migrations: bool,
+}
+
+impl Config {
+    /// The defaults, serving on `listen` and storing in `database_url`.
+    pub fn new(listen: SocketAddr, database_url: impl Into<String>) -> Self {
+        Self {
+            listen,
+            database_url: database_url.into(),
+            pool_size: 8,
+            pool_timeout: Duration::from_secs(5),
+            skip_migrations: false,
+        }
+    }
+}

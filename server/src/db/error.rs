@@ -1,0 +1,38 @@
+//! [`DbError`]: what a unit of work can fail with, and whether it is the
+//! database's fault (transient) or ours.
+
+use diesel::result::{DatabaseErrorKind, Error as QueryError};
+use diesel_async::pooled_connection::PoolError;
+
+/// A failed unit of work.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// No connection could be had: the database is down or unreachable, or
+    /// every connection stayed busy for the whole pool timeout.
+    #[error("no database connection: {0}")]
+    Pool(#[from] bb8::RunError<PoolError>),
+    /// A statement failed.
+    #[error("query failed: {0}")]
+    Query(#[from] QueryError),
+}
+
+impl DbError {
+    /// Whether trying again later could succeed: the database was
+    /// unreachable, the connection dropped, or SQLite stayed locked for the
+    /// whole busy timeout. Anything else is a bug or a broken schema.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Pool(_) => true,
+            Self::Query(QueryError::DatabaseError(kind, info)) => match kind {
+                DatabaseErrorKind::UnableToSendCommand | DatabaseErrorKind::ClosedConnection => {
+                    true
+                }
+                // diesel reports SQLITE_BUSY only through its message.
+                DatabaseErrorKind::Unknown => info.message().starts_with("database is locked"),
+                _ => false,
+            },
+            Self::Query(QueryError::BrokenTransactionManager) => true,
+            Self::Query(_) => false,
+        }
+    }
+}

@@ -1,0 +1,126 @@
+//! [`DatabaseUrl`]: which backend, and where.
+
+use std::{fmt, path::PathBuf, str::FromStr};
+
+/// A parsed `--database-url`.
+#[derive(Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    /// `sqlite://PATH`: a file, created if missing. `sqlite://users.db` is
+    /// relative to the working directory, `sqlite:///var/lib/users.db` is
+    /// absolute.
+    Sqlite(PathBuf),
+    /// `postgres://...` or `postgresql://...`, handed to the driver as is.
+    Postgres(String),
+}
+
+/// Why a database URL was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UrlError {
+    /// The scheme is not one of ours.
+    #[error("unsupported database URL scheme '{0}': expected sqlite://PATH or postgres://...")]
+    UnsupportedScheme(String),
+    /// No `scheme://` at all.
+    #[error("'{0}' is not a database URL: expected sqlite://PATH or postgres://...")]
+    NotAUrl(String),
+    /// `sqlite://` with nothing after it.
+    #[error("sqlite:// URL without a file path: expected sqlite://PATH, e.g. sqlite://users.db")]
+    MissingSqlitePath,
+    /// SQLite's `:memory:` would give every pooled connection its own empty
+    /// database.
+    #[error(
+        "in-memory SQLite is not supported (each pooled connection would see its own database): use a file path"
+    )]
+    InMemorySqlite,
+    /// A `postgres://` URL that the driver cannot parse.
+    #[error("invalid PostgreSQL URL: {0}")]
+    InvalidPostgres(String),
+}
+
+impl FromStr for DatabaseUrl {
+    type Err = UrlError;
+
+    fn from_str(text: &str) -> Result<Self, UrlError> {
+        let Some((scheme, rest)) = text.split_once("://") else {
+            return Err(UrlError::NotAUrl(text.to_owned()));
+        };
+        match scheme.to_ascii_lowercase().as_str() {
+            "sqlite" => match rest {
+                "" => Err(UrlError::MissingSqlitePath),
+                ":memory:" => Err(UrlError::InMemorySqlite),
+                path => Ok(Self::Sqlite(PathBuf::from(path))),
+            },
+            "postgres" | "postgresql" => {
+                url::Url::parse(text)
+                    .map_err(|error| UrlError::InvalidPostgres(error.to_string()))?;
+                Ok(Self::Postgres(text.to_owned()))
+            }
+            _ => Err(UrlError::UnsupportedScheme(scheme.to_owned())),
+        }
+    }
+}
+
+/// Shows the URL with any password masked, so it is safe to log.
+impl fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Sqlite(path) => write!(f, "sqlite://{}", path.display()),
+            Self::Postgres(text) => match url::Url::parse(text) {
+                Ok(mut url) if url.password().is_some() => {
+                    let _ = url.set_password(Some("***"));
+                    f.write_str(url.as_str())
+                }
+                _ => f.write_str(text),
+            },
+        }
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_paths_may_be_relative_or_absolute() {
+        assert_eq!(
+            "sqlite://users.db".parse(),
+            Ok(DatabaseUrl::Sqlite("users.db".into()))
+        );
+        assert_eq!(
+            "sqlite:///var/lib/users.db".parse(),
+            Ok(DatabaseUrl::Sqlite("/var/lib/users.db".into()))
+        );
+    }
+
+    #[test]
+    fn both_postgres_schemes_are_accepted() {
+        for url in [
+            "postgres://u@localhost/db",
+            "postgresql://u@localhost:5432/db",
+        ] {
+            assert_eq!(url.parse(), Ok(DatabaseUrl::Postgres(url.to_owned())));
+        }
+    }
+
+    #[test]
+    fn unusable_urls_say_what_is_wrong() {
+        let error = |text: &str| text.parse::<DatabaseUrl>().unwrap_err().to_string();
+        assert!(error("mysql://localhost/db").contains("unsupported database URL scheme 'mysql'"));
+        assert!(error("users.db").contains("is not a database URL"));
+        assert!(error("sqlite://").contains("without a file path"));
+        assert!(error("sqlite://:memory:").contains("in-memory"));
+        assert!(error("postgres://host:notaport/db").contains("invalid PostgreSQL URL"));
+    }
+
+    #[test]
+    fn passwords_never_reach_the_logs() {
+        let url: DatabaseUrl = "postgres://app:s3cret@db:5432/users".parse().unwrap();
+        assert_eq!(url.to_string(), "postgres://app:***@db:5432/users");
+        assert!(!format!("{url:?}").contains("s3cret"));
+    }
+}

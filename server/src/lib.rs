@@ -1,0 +1,29 @@
+//! The users service: `users.v1.UserService` over gRPC, backed by SQLite (the
+//! default, embedded) or PostgreSQL.
+//!
+//! A request flows through these modules, top to bottom:
+//! - [`startup`]: binds the listener, opens the database, assembles the gRPC
+//!   server (users, health, reflection) and runs it until shutdown.
+//! - [`service`]: one handler per RPC: parse the request into [`domain`]
+//!   types, run one unit of work in one transaction, convert back.
+//! - [`domain`]: validated request values (names, page sizes, page tokens);
+//!   handlers never see unchecked input.
+//! - [`models`]: the stored rows and the queries on them, each written once
+//!   for every backend.
+//! - [`db`]: database URLs, connection pools, per-backend connection set-up,
+//!   transactions and migrations.
+//! - [`error`]: [`ApiError`](error::ApiError), the one place errors become
+//!   gRPC statuses.
+//! - [`config`] and [`telemetry`]: command line and logging.
+
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod error;
+pub mod models;
+pub mod service;
+pub mod startup;
+pub mod telemetry;
+
+pub use config::Config;
+pub use startup::{Application, StartupError, shutdown_signal};

@@ -1,0 +1,7 @@
+//! Stored rows and the queries on them, apart from the wire types.
+//! Queries run on a [`Tx`](crate::db::Tx), inside a unit of work, and
+//! return diesel's `QueryResult`.
+
+mod user;
+
+pub use user::{NewUser, User};
