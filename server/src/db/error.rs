@@ -2,15 +2,16 @@
 //! database's fault (transient) or ours.
 
 use diesel::result::{DatabaseErrorKind, Error as QueryError};
-use diesel_async::pooled_connection::PoolError;
 
 /// A failed unit of work.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
-    /// No connection could be had: the database is down or unreachable, or
-    /// every connection stayed busy for the whole pool timeout.
-    #[error("no database connection: {0}")]
-    Pool(#[from] bb8::RunError<PoolError>),
+    /// The database refused a new connection or could not be reached.
+    #[error("database unreachable: {0}")]
+    Unreachable(String),
+    /// Every connection stayed busy for the whole pool timeout.
+    #[error("timed out waiting for a free database connection")]
+    PoolTimedOut,
     /// A statement failed.
     #[error("query failed: {0}")]
     Query(#[from] QueryError),
@@ -18,11 +19,12 @@ pub enum DbError {
 
 impl DbError {
     /// Whether trying again later could succeed: the database was
-    /// unreachable, the connection dropped, or SQLite stayed locked for the
-    /// whole busy timeout. Anything else is a bug or a broken schema.
+    /// unreachable or saturated, the connection dropped, or SQLite stayed
+    /// locked for the whole busy timeout. Anything else is a bug or a broken
+    /// schema.
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::Pool(_) => true,
+            Self::Unreachable(_) | Self::PoolTimedOut => true,
             Self::Query(QueryError::DatabaseError(kind, info)) => match kind {
                 DatabaseErrorKind::UnableToSendCommand | DatabaseErrorKind::ClosedConnection => {
                     true

@@ -12,6 +12,7 @@
 
 pub mod error;
 pub mod migrations;
+mod pool;
 pub mod schema;
 pub mod sqlite;
 pub mod url;
@@ -21,9 +22,11 @@ use std::{future::Future, time::Duration};
 use diesel::QueryResult;
 use diesel_async::{
     AsyncConnection, AsyncPgConnection,
-    pooled_connection::{AsyncDieselConnectionManager, ManagerConfig, PoolError, bb8::Pool},
+    pooled_connection::{AsyncDieselConnectionManager, ManagerConfig},
 };
 use futures_util::FutureExt;
+
+use self::pool::ConnectionPool;
 
 pub use self::{error::DbError, sqlite::AsyncSqliteConnection, url::DatabaseUrl};
 
@@ -96,10 +99,10 @@ pub struct Database {
 
 #[derive(Debug, Clone)]
 enum Pools {
-    Postgres(Pool<AsyncPgConnection>),
+    Postgres(ConnectionPool<AsyncPgConnection>),
     Sqlite {
-        readers: Pool<AsyncSqliteConnection>,
-        writer: Pool<AsyncSqliteConnection>,
+        readers: ConnectionPool<AsyncSqliteConnection>,
+        writer: ConnectionPool<AsyncSqliteConnection>,
     },
 }
 
@@ -108,9 +111,11 @@ impl Database {
     /// [`migrations::prepare`] opens the first one and reports failures.
     pub fn open(url: DatabaseUrl, options: PoolOptions) -> Result<Self, DbOpenError> {
         let pools = match &url {
-            DatabaseUrl::Postgres(text) => {
-                Pools::Postgres(pool(AsyncDieselConnectionManager::new(text), options, true))
-            }
+            DatabaseUrl::Postgres(text) => Pools::Postgres(ConnectionPool::new(
+                AsyncDieselConnectionManager::new(text),
+                options,
+                true,
+            )),
             DatabaseUrl::Sqlite(path) => {
                 let path = path
                     .to_str()
@@ -121,8 +126,9 @@ impl Database {
                     AsyncDieselConnectionManager::new_with_config(path, config)
                 };
                 // A local file needs no liveness check on checkout.
-                let readers = pool(manager(), options, false);
-                let writer = pool(manager(), PoolOptions { size: 1, ..options }, false);
+                let readers = ConnectionPool::new(manager(), options, false);
+                let writer =
+                    ConnectionPool::new(manager(), PoolOptions { size: 1, ..options }, false);
                 Pools::Sqlite { readers, writer }
             }
         };
@@ -184,37 +190,4 @@ pub enum DbOpenError {
     /// SQLite needs the path as UTF-8.
     #[error("{0}: the SQLite path must be valid UTF-8")]
     NonUtf8Path(String),
-}
-
-fn pool<C>(
-    manager: AsyncDieselConnectionManager<C>,
-    options: PoolOptions,
-    test_on_check_out: bool,
-) -> Pool<C>
-where
-    AsyncDieselConnectionManager<C>: bb8::ManageConnection<Connection = C, Error = PoolError>,
-{
-    Pool::builder()
-        .max_size(options.size)
-        .connection_timeout(options.timeout)
-        // Fail a call at once when the database refuses connections, rather
-        // than retrying until the timeout: the caller gets UNAVAILABLE fast.
-        .retry_connection(false)
-        .test_on_check_out(test_on_check_out)
-        .error_sink(Box::new(LogErrors))
-        .build_unchecked(manager)
-}
-
-/// Logs the errors of the pool's background work (reconnecting, reaping).
-#[derive(Debug, Clone, Copy)]
-struct LogErrors;
-
-impl bb8::ErrorSink<PoolError> for LogErrors {
-    fn sink(&self, error: PoolError) {
-        tracing::warn!(%error, "database pool");
-    }
-
-    fn boxed_clone(&self) -> Box<dyn bb8::ErrorSink<PoolError>> {
-        Box::new(*self)
-    }
 }

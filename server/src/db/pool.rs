@@ -1,0 +1,119 @@
+//! [`ConnectionPool`]: a bb8 pool that gives up as soon as the database
+//! refuses connections.
+
+use std::fmt;
+
+use bb8::{ManageConnection, Pool, PooledConnection};
+use diesel_async::pooled_connection::{AsyncDieselConnectionManager, PoolError};
+use tokio::sync::broadcast;
+
+use super::{DbError, PoolOptions};
+
+/// A bb8 pool of diesel-async connections.
+///
+/// bb8's `get` never returns a failed connection attempt to its caller: it
+/// waits out the whole timeout. With the database down, every call would
+/// hang for `--pool-timeout` before failing. So the pool's error sink
+/// broadcasts each failed attempt, and a waiting [`get`](Self::get) gives up
+/// on the first one, which turns "database down" into an immediate
+/// UNAVAILABLE.
+pub struct ConnectionPool<C: 'static>
+where
+    AsyncDieselConnectionManager<C>: ManageConnection,
+{
+    pool: Pool<AsyncDieselConnectionManager<C>>,
+    connect_failures: broadcast::Sender<()>,
+}
+
+impl<C: 'static> ConnectionPool<C>
+where
+    AsyncDieselConnectionManager<C>: ManageConnection<Connection = C, Error = PoolError>,
+{
+    /// A pool of `options.size` connections. `test_on_check_out` pings each
+    /// connection before handing it out, to catch ones the server closed.
+    pub fn new(
+        manager: AsyncDieselConnectionManager<C>,
+        options: PoolOptions,
+        test_on_check_out: bool,
+    ) -> Self {
+        let (connect_failures, _) = broadcast::channel(1);
+        let pool = Pool::builder()
+            .max_size(options.size)
+            .connection_timeout(options.timeout)
+            // A failed attempt is reported (below) instead of retried for the
+            // whole timeout; the next call makes a new attempt.
+            .retry_connection(false)
+            .test_on_check_out(test_on_check_out)
+            .error_sink(Box::new(ErrorSink {
+                connect_failures: connect_failures.clone(),
+            }))
+            .build_unchecked(manager);
+        Self {
+            pool,
+            connect_failures,
+        }
+    }
+
+    /// A connection: an idle one, a new one, or one that frees up within the
+    /// timeout. Fails with [`DbError::Unreachable`] as soon as an attempt to
+    /// connect fails, and [`DbError::PoolTimedOut`] after the timeout.
+    pub async fn get(
+        &self,
+    ) -> Result<PooledConnection<'_, AsyncDieselConnectionManager<C>>, DbError> {
+        let mut failures = self.connect_failures.subscribe();
+        tokio::select! {
+            connection = self.pool.get() => connection.map_err(|error| match error {
+                bb8::RunError::TimedOut => DbError::PoolTimedOut,
+                bb8::RunError::User(error) => DbError::Unreachable(error.to_string()),
+            }),
+            Ok(()) = failures.recv() => Err(DbError::Unreachable(
+                "connection attempt failed (see the database pool warning)".to_owned(),
+            )),
+        }
+    }
+}
+
+impl<C> Clone for ConnectionPool<C>
+where
+    AsyncDieselConnectionManager<C>: ManageConnection,
+{
+    fn clone(&self) -> Self {
+        Self {
+            pool: self.pool.clone(),
+            connect_failures: self.connect_failures.clone(),
+        }
+    }
+}
+
+impl<C> fmt::Debug for ConnectionPool<C>
+where
+    AsyncDieselConnectionManager<C>: ManageConnection,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnectionPool")
+            .field("state", &self.pool.state())
+            .finish()
+    }
+}
+
+/// Logs what the pool hits in the background, and broadcasts failed
+/// connection attempts to the callers waiting in [`ConnectionPool::get`].
+/// A failed ping is only logged: bb8 then tries another connection.
+#[derive(Debug, Clone)]
+struct ErrorSink {
+    connect_failures: broadcast::Sender<()>,
+}
+
+impl bb8::ErrorSink<PoolError> for ErrorSink {
+    fn sink(&self, error: PoolError) {
+        tracing::warn!(%error, "database pool");
+        if let PoolError::ConnectionError(_) = error {
+            // No receiver means no caller is waiting: nothing to fail.
+            let _ = self.connect_failures.send(());
+        }
+    }
+
+    fn boxed_clone(&self) -> Box<dyn bb8::ErrorSink<PoolError>> {
+        Box::new(self.clone())
+    }
+}

@@ -1,0 +1,168 @@
+//! The `users-server` binary as an operator meets it: flags, exit codes,
+//! error lines, signals.
+
+use std::{
+    io::{BufRead, BufReader},
+    process::{Child, Command, Output, Stdio},
+    sync::mpsc,
+    thread,
+    time::Duration,
+};
+
+use users_client::UsersClient;
+
+fn server() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_users-server"));
+    command
+        .env_remove("DATABASE_URL")
+        .env_remove("USERS_LISTEN")
+        .env_remove("USERS_POOL_SIZE")
+        .env_remove("USERS_POOL_TIMEOUT")
+        .env_remove("USERS_SKIP_MIGRATIONS")
+        .env("RUST_LOG", "info");
+    command
+}
+
+/// Runs the server with `args` until it exits; it must exit on its own.
+fn run_to_exit(args: &[&str]) -> Output {
+    let dir = tempfile::tempdir().unwrap();
+    server()
+        .args(args)
+        .args(["--listen", "127.0.0.1:0"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap()
+}
+
+fn assert_one_line_error(output: &Output, expected: &str) {
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(last.starts_with("users-server: "), "{stderr}");
+    assert!(last.contains(expected), "expected {expected:?} in {last:?}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn an_unsupported_url_scheme_is_a_one_line_error_and_exit_code_2() {
+    let output = run_to_exit(&["--database-url", "mysql://root@localhost/test"]);
+    assert_one_line_error(
+        &output,
+        "invalid --database-url: unsupported database URL scheme 'mysql'",
+    );
+}
+
+#[test]
+fn a_url_without_a_scheme_is_a_one_line_error_and_exit_code_2() {
+    let output = run_to_exit(&["--database-url", "users.db"]);
+    assert_one_line_error(&output, "'users.db' is not a database URL");
+}
+
+#[test]
+fn a_sqlite_file_that_cannot_be_created_is_a_one_line_error_and_exit_code_2() {
+    let output = run_to_exit(&["--database-url", "sqlite:///no/such/directory/users.db"]);
+    assert_one_line_error(
+        &output,
+        "cannot open database sqlite:///no/such/directory/users.db",
+    );
+}
+
+#[test]
+fn an_unreachable_postgres_is_a_one_line_error_and_exit_code_2() {
+    // Port 1 on loopback: nothing listens there.
+    let output = run_to_exit(&["--database-url", "postgres://app:secret@127.0.0.1:1/users"]);
+    assert_one_line_error(
+        &output,
+        "cannot open database postgres://app:***@127.0.0.1:1/users",
+    );
+    assert!(!String::from_utf8_lossy(&output.stderr).contains("secret"));
+}
+
+/// A server started in a temporary working directory, with its log lines.
+struct Running {
+    child: Child,
+    addr: String,
+    log: mpsc::Receiver<String>,
+    dir: tempfile::TempDir,
+}
+
+fn start(args: &[&str]) -> Running {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = server()
+        .args(["--listen", "127.0.0.1:0"])
+        .args(args)
+        .current_dir(dir.path())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (lines, log) = mpsc::channel();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            let _ = lines.send(line);
+        }
+    });
+    let addr = loop {
+        let line = log
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the server logs where it serves");
+        if let Some((_, rest)) = line.split_once("addr=") {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    Running {
+        child,
+        addr,
+        log,
+        dir,
+    }
+}
+
+#[tokio::test]
+async fn sigterm_stops_the_server_gracefully_with_exit_code_0() {
+    let mut server = start(&[]);
+    let client = UsersClient::connect(format!("http://{}", server.addr))
+        .await
+        .unwrap();
+    client.create_user("John").await.unwrap();
+
+    let killed = Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = tokio::task::spawn_blocking(move || {
+        let status = server.child.wait().unwrap();
+        (status, server)
+    })
+    .await
+    .unwrap();
+    let (status, server) = status;
+    assert_eq!(status.code(), Some(0));
+    let log: Vec<String> = server.log.try_iter().collect();
+    assert!(log.iter().any(|line| line.contains("stopped")), "{log:#?}");
+}
+
+#[tokio::test]
+async fn by_default_users_are_stored_in_users_db_in_the_working_directory() {
+    let mut server = start(&[]);
+    let client = UsersClient::connect(format!("http://{}", server.addr))
+        .await
+        .unwrap();
+    client.create_user("John").await.unwrap();
+    assert!(server.dir.path().join("users.db").exists());
+
+    // Logged once per call: method, status code, latency.
+    let rpc_line = loop {
+        let line = server.log.recv_timeout(Duration::from_secs(10)).unwrap();
+        if line.contains("rpc") {
+            break line;
+        }
+    };
+    assert!(rpc_line.contains(r#"method="CreateUser""#), "{rpc_line}");
+    assert!(rpc_line.contains("code=Ok"), "{rpc_line}");
+    assert!(rpc_line.contains("latency_us="), "{rpc_line}");
+
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+}

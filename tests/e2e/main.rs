@@ -1,0 +1,35 @@
+//! End-to-end tests: each starts the real server on port 0 with a database
+//! of its own and drives it over TCP through the client crate, once per
+//! backend. Test names read `<area>::<backend>::<what must hold>`.
+//!
+//! PostgreSQL tests use the server at `USERS_TEST_POSTGRES_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/postgres`) and fail, never skip,
+//! when it is unreachable.
+
+/// Runs each listed scenario (an `async fn(Backend)` in the calling module)
+/// on every backend, as `sqlite::<scenario>` and `postgres::<scenario>`.
+macro_rules! on_every_backend {
+    ($($scenario:ident),+ $(,)?) => {
+        on_backend!(sqlite: Sqlite; $($scenario),+);
+        on_backend!(postgres: Postgres; $($scenario),+);
+    };
+}
+
+/// Runs each listed scenario on one backend, in module `$module`.
+macro_rules! on_backend {
+    ($module:ident: $backend:ident; $($scenario:ident),+ $(,)?) => {
+        mod $module {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    super::$scenario(users_tests::Backend::$backend).await;
+                }
+            )+
+        }
+    };
+}
+
+mod create_user;
+mod find_users;
+mod operations;
+mod paging;

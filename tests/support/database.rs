@@ -1,0 +1,158 @@
+//! A database of its own for every test: a SQLite file in a temporary
+//! directory, or a PostgreSQL database with a random name; deleted on drop.
+
+use std::path::PathBuf;
+
+use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+use rand::Rng;
+
+/// Where the PostgreSQL tests create their databases: a URL of a role that may
+/// create databases. Defaults to [`DEFAULT_POSTGRES_URL`].
+pub const POSTGRES_URL_VAR: &str = "USERS_TEST_POSTGRES_URL";
+const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+/// Which database a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// A SQLite file.
+    Sqlite,
+    /// A PostgreSQL database on the server named by `USERS_TEST_POSTGRES_URL`.
+    Postgres,
+}
+
+/// A database that exists for one test.
+#[derive(Debug)]
+pub enum TestDatabase {
+    /// The file lives in `dir`, which is deleted on drop.
+    Sqlite {
+        /// The temporary directory.
+        dir: tempfile::TempDir,
+        /// The database file inside it.
+        file: PathBuf,
+    },
+    /// A database created on the server of `admin_url`, dropped on drop.
+    Postgres {
+        /// Where to connect to create and drop databases.
+        admin_url: String,
+        /// The random name of this test's database.
+        name: String,
+    },
+}
+
+impl TestDatabase {
+    /// Creates an empty database on `backend`.
+    pub async fn create(backend: Backend) -> Self {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("cannot create a temporary directory");
+                let file = dir.path().join("users.db");
+                Self::Sqlite { dir, file }
+            }
+            Backend::Postgres => {
+                let admin_url = postgres_admin_url();
+                let name = format!("users_test_{:016x}", rand::rng().random::<u64>());
+                admin(&admin_url)
+                    .await
+                    .batch_execute(&format!("CREATE DATABASE {name}"))
+                    .await
+                    .unwrap_or_else(|error| panic!("cannot create database {name}: {error}"));
+                Self::Postgres { admin_url, name }
+            }
+        }
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> Backend {
+        match self {
+            Self::Sqlite { .. } => Backend::Sqlite,
+            Self::Postgres { .. } => Backend::Postgres,
+        }
+    }
+
+    /// The `--database-url` for the server.
+    pub fn url(&self) -> String {
+        match self {
+            Self::Sqlite { file, .. } => format!("sqlite://{}", file.display()),
+            Self::Postgres { admin_url, name } => with_database(admin_url, name),
+        }
+    }
+
+    /// Cuts the database off while the server runs: closes every connection
+    /// to it and drops it, so that new connections fail too.
+    pub async fn cut_off(&self) {
+        if let Self::Postgres { admin_url, name } = self {
+            drop_database(admin_url, name).await;
+        } else {
+            panic!(
+                "cut_off is for PostgreSQL: a SQLite file cannot be taken away from an open connection"
+            );
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        if let Self::Postgres { admin_url, name } = self {
+            // Drop runs outside any runtime (or inside one that may not block),
+            // so the clean-up gets a thread and a runtime of its own.
+            let (admin_url, name) = (admin_url.clone(), name.clone());
+            let cleanup = std::thread::spawn(move || {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("cannot build a runtime to drop the test database")
+                    .block_on(drop_database(&admin_url, &name));
+            });
+            let _ = cleanup.join();
+        }
+    }
+}
+
+async fn drop_database(admin_url: &str, name: &str) {
+    // FORCE closes the server's pooled connections to it first.
+    admin(admin_url)
+        .await
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .await
+        .unwrap_or_else(|error| panic!("cannot drop database {name}: {error}"));
+}
+
+fn postgres_admin_url() -> String {
+    std::env::var(POSTGRES_URL_VAR).unwrap_or_else(|_| DEFAULT_POSTGRES_URL.to_owned())
+}
+
+async fn admin(admin_url: &str) -> AsyncPgConnection {
+    AsyncPgConnection::establish(admin_url).await.unwrap_or_else(|error| {
+        panic!(
+            "the PostgreSQL tests need a PostgreSQL server, and none answered at {admin_url}: {error}\n\
+             Start one, or set {POSTGRES_URL_VAR} to the URL of a role that may create databases, \
+             e.g. {POSTGRES_URL_VAR}=postgres://postgres@127.0.0.1:5432/postgres"
+        )
+    })
+}
+
+/// `admin_url` with its database replaced by `name`.
+fn with_database(admin_url: &str, name: &str) -> String {
+    let mut url = url::Url::parse(admin_url)
+        .unwrap_or_else(|error| panic!("{POSTGRES_URL_VAR} is not a URL ({error}): {admin_url}"));
+    url.set_path(name);
+    url.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_database;
+
+    #[test]
+    fn database_urls_swap_only_the_database() {
+        assert_eq!(
+            with_database("postgres://u@h:5432/postgres", "t1"),
+            "postgres://u@h:5432/t1"
+        );
+        assert_eq!(with_database("postgres://u@h", "t1"), "postgres://u@h/t1");
+        assert_eq!(
+            with_database("postgres://u:p@h/db?sslmode=disable", "t1"),
+            "postgres://u:p@h/t1?sslmode=disable"
+        );
+    }
+}

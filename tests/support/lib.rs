@@ -1,0 +1,127 @@
+//! The test harness: [`spawn_app`] starts the real server on port 0 with a
+//! database of its own and returns a [`TestApp`] that talks to it over TCP
+//! through the client crate.
+
+mod database;
+
+use std::net::SocketAddr;
+
+use tokio::{sync::oneshot, task::JoinHandle};
+use users_client::UsersClient;
+use users_server::{Application, Config, StartupError};
+
+pub use database::{Backend, POSTGRES_URL_VAR, TestDatabase};
+
+/// A running server with its own database, and a client connected to it.
+/// Dropping it stops the server and deletes the database.
+#[derive(Debug)]
+pub struct TestApp {
+    /// Where the server listens.
+    pub addr: SocketAddr,
+    /// A client connected to the server.
+    pub client: UsersClient,
+    server: Option<RunningServer>,
+    // Declared last: dropped after the server has stopped.
+    db: TestDatabase,
+}
+
+#[derive(Debug)]
+struct RunningServer {
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<Result<(), StartupError>>,
+}
+
+/// Starts a server on `backend` with default settings.
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, |_| {}).await
+}
+
+/// Starts a server on `backend`, after `configure` has adjusted its
+/// settings.
+pub async fn spawn_app_with(backend: Backend, configure: impl FnOnce(&mut Config)) -> TestApp {
+    init_logs();
+    let db = TestDatabase::create(backend).await;
+    let mut config = Config::new(loopback_port_0(), db.url());
+    configure(&mut config);
+    let server = start(&config).await;
+    let addr = server.0;
+    TestApp {
+        addr,
+        client: connect(addr).await,
+        server: Some(server.1),
+        db,
+    }
+}
+
+impl TestApp {
+    /// The backend this app stores in.
+    pub fn backend(&self) -> Backend {
+        self.db.backend()
+    }
+
+    /// The test database.
+    pub fn database(&self) -> &TestDatabase {
+        &self.db
+    }
+
+    /// Stops the server (Ctrl-C in production) and waits until it has
+    /// finished the calls in flight and exited.
+    pub async fn stop(&mut self) {
+        if let Some(server) = self.server.take() {
+            let _ = server.stop.send(());
+            server
+                .task
+                .await
+                .expect("server task panicked")
+                .expect("server stopped with an error");
+        }
+    }
+
+    /// Stops the server and starts a new one on the same database (and a new
+    /// port), as a redeploy would.
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        let (addr, server) = start(&Config::new(loopback_port_0(), self.db.url())).await;
+        self.addr = addr;
+        self.client = connect(addr).await;
+        self.server = Some(server);
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(server) = self.server.take() {
+            let _ = server.stop.send(());
+            server.task.abort();
+        }
+    }
+}
+
+async fn start(config: &Config) -> (SocketAddr, RunningServer) {
+    let app = Application::build(config)
+        .await
+        .unwrap_or_else(|error| panic!("server failed to start: {error}"));
+    let addr = app.local_addr();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(app.run_until(async {
+        let _ = stopped.await;
+    }));
+    (addr, RunningServer { stop, task })
+}
+
+async fn connect(addr: SocketAddr) -> UsersClient {
+    UsersClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap_or_else(|error| panic!("cannot connect to the test server: {error}"))
+}
+
+fn loopback_port_0() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+/// Server logs in test output when `TEST_LOG` is set (`TEST_LOG=1 cargo test`).
+fn init_logs() {
+    if std::env::var_os("TEST_LOG").is_some() {
+        users_server::telemetry::init();
+    }
+}
