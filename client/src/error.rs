@@ -39,7 +39,7 @@ pub enum ClientError {
         message: String,
     },
     /// The endpoint URL is invalid or the first connection failed.
-    #[error("cannot connect to {endpoint}: {source}")]
+    #[error("cannot connect to {endpoint}: {}", causes(source))]
     Connect {
         /// The endpoint as given to [`UsersClient::connect`](crate::UsersClient::connect).
         endpoint: String,
@@ -82,6 +82,19 @@ impl From<Status> for ClientError {
             code => Self::Other { code, message },
         }
     }
+}
+
+/// `error` and its sources, outermost first: tonic's transport error alone
+/// says only "transport error".
+fn causes(error: &tonic::transport::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 #[cfg(test)]

@@ -27,4 +27,9 @@ pub mod error;
 pub mod pb;
 
 pub use client::{FindUsers, Page, User, UsersClient};
+
+/// The README's Rust examples, compiled as doctests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeExamples;
 pub use error::ClientError;

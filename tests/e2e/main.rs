@@ -33,3 +33,4 @@ mod create_user;
 mod find_users;
 mod operations;
 mod paging;
+mod readme;
