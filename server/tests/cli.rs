@@ -78,6 +78,19 @@ fn an_unreachable_postgres_is_a_one_line_error_and_exit_code_2() {
     assert!(!String::from_utf8_lossy(&output.stderr).contains("secret"));
 }
 
+#[test]
+fn an_address_in_use_is_a_one_line_error_and_exit_code_2() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let output = server()
+        .args(["--listen", &addr])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_one_line_error(&output, &format!("cannot listen on {addr}"));
+}
+
 /// A server started in a temporary working directory, with its log lines.
 struct Running {
     child: Child,

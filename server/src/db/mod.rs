@@ -44,7 +44,7 @@ pub enum Tx<'c> {
 /// [`Tx`]. The body is compiled once per backend, so a query written once
 /// serves them all.
 ///
-/// ```ignore
+/// ```text
 /// on_backend!(tx, |conn| users::table.count().get_result(conn).await)
 /// ```
 macro_rules! on_backend {
