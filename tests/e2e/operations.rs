@@ -16,7 +16,8 @@ on_every_backend!(
     health_is_serving_for_the_server_and_the_users_service,
     reflection_lists_the_users_service_in_v1_and_v1alpha,
     an_exhausted_pool_is_unavailable_and_loses_nothing,
-    shutdown_finishes_calls_in_flight_and_loses_nothing,
+    shutdown_waits_for_the_call_in_flight,
+    shutdown_under_load_loses_no_acknowledged_create,
     migrations_can_be_skipped_once_applied,
 );
 on_backend!(postgres_only: Postgres; a_database_that_went_away_is_unavailable_without_details);
@@ -165,7 +166,34 @@ async fn an_exhausted_pool_is_unavailable_and_loses_nothing(backend: Backend) {
     assert_eq!(found.users.len(), stored.len(), "acknowledged = stored");
 }
 
-async fn shutdown_finishes_calls_in_flight_and_loses_nothing(backend: Backend) {
+async fn shutdown_waits_for_the_call_in_flight(backend: Backend) {
+    let mut app = spawn_app(backend).await;
+    let lock = app.database().lock_for_writes().await;
+    let call = tokio::spawn({
+        let client = app.client.clone();
+        async move { client.create_user("in flight").await }
+    });
+    // The create is now inside the server, waiting for the lock.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let release_later = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!call.is_finished(), "the create waits for the lock");
+        lock.release().await;
+    };
+    let (stopped, ()) = tokio::join!(
+        tokio::time::timeout(Duration::from_secs(30), app.stop()),
+        release_later
+    );
+    stopped.expect("shutdown completes once the call is done");
+
+    let created = call.await.unwrap().expect("the call in flight finished");
+    app.restart().await;
+    let found = app.client.find_users(&FindUsers::new()).await.unwrap();
+    assert_eq!(found.users, vec![created]);
+}
+
+async fn shutdown_under_load_loses_no_acknowledged_create(backend: Backend) {
     let mut app = spawn_app(backend).await;
 
     let calls: Vec<_> = (0..200)

@@ -3,7 +3,11 @@
 
 use std::path::PathBuf;
 
-use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+use diesel::SqliteConnection;
+use diesel_async::{
+    AsyncConnection, AsyncPgConnection, SimpleAsyncConnection,
+    sync_connection_wrapper::SyncConnectionWrapper,
+};
 use rand::Rng;
 
 /// Where the PostgreSQL tests create their databases: a URL of a role that may
@@ -86,6 +90,53 @@ impl TestDatabase {
             panic!(
                 "cut_off is for PostgreSQL: a SQLite file cannot be taken away from an open connection"
             );
+        }
+    }
+}
+
+impl TestDatabase {
+    /// Takes the write lock on the users table from a connection of the
+    /// test's own, so the server's writes wait until [`WriteLock::release`].
+    pub async fn lock_for_writes(&self) -> WriteLock {
+        match self {
+            Self::Sqlite { file, .. } => {
+                let mut conn = SyncConnectionWrapper::<SqliteConnection>::establish(
+                    &file.display().to_string(),
+                )
+                .await
+                .unwrap();
+                conn.batch_execute("BEGIN IMMEDIATE").await.unwrap();
+                WriteLock::Sqlite(conn)
+            }
+            Self::Postgres { admin_url, name } => {
+                let mut conn = AsyncPgConnection::establish(&with_database(admin_url, name))
+                    .await
+                    .unwrap();
+                // SHARE conflicts with the ROW EXCLUSIVE lock that INSERT takes.
+                conn.batch_execute("BEGIN; LOCK TABLE users IN SHARE MODE")
+                    .await
+                    .unwrap();
+                WriteLock::Postgres(Box::new(conn))
+            }
+        }
+    }
+}
+
+/// A transaction that blocks writes to the users table while it is open.
+#[allow(missing_debug_implementations)] // the connections have none
+pub enum WriteLock {
+    /// `BEGIN IMMEDIATE` on the SQLite file.
+    Sqlite(SyncConnectionWrapper<SqliteConnection>),
+    /// `LOCK TABLE users IN SHARE MODE`.
+    Postgres(Box<AsyncPgConnection>),
+}
+
+impl WriteLock {
+    /// Ends the transaction; waiting writes go ahead.
+    pub async fn release(self) {
+        match self {
+            Self::Sqlite(mut conn) => conn.batch_execute("COMMIT").await.unwrap(),
+            Self::Postgres(mut conn) => conn.batch_execute("COMMIT").await.unwrap(),
         }
     }
 }

@@ -10,7 +10,7 @@ use tokio::{sync::oneshot, task::JoinHandle};
 use users_client::UsersClient;
 use users_server::{Application, Config, StartupError};
 
-pub use database::{Backend, POSTGRES_URL_VAR, TestDatabase};
+pub use database::{Backend, POSTGRES_URL_VAR, TestDatabase, WriteLock};
 
 /// A running server with its own database, and a client connected to it.
 /// Dropping it stops the server and deletes the database.
