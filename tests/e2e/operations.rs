@@ -9,13 +9,14 @@ use tonic::transport::Channel;
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
-use users_client::{ClientError, FindUsers};
+use users_client::{ClientError, FindUsers, pb::CreateUserRequest};
 use users_tests::{Backend, spawn_app, spawn_app_with};
 
 on_every_backend!(
     health_is_serving_for_the_server_and_the_users_service,
     reflection_lists_the_users_service_in_v1_and_v1alpha,
     an_exhausted_pool_is_unavailable_and_loses_nothing,
+    a_call_cancelled_mid_transaction_stores_nothing_and_the_pool_recovers,
     shutdown_waits_for_the_call_in_flight,
     shutdown_under_load_loses_no_acknowledged_create,
     migrations_can_be_skipped_once_applied,
@@ -164,6 +165,35 @@ async fn an_exhausted_pool_is_unavailable_and_loses_nothing(backend: Backend) {
         .await
         .expect("the pool recovers");
     assert_eq!(found.users.len(), stored.len(), "acknowledged = stored");
+}
+
+async fn a_call_cancelled_mid_transaction_stores_nothing_and_the_pool_recovers(backend: Backend) {
+    let app = spawn_app_with(backend, |config| config.pool_size = 1).await;
+    let lock = app.database().lock_for_writes().await;
+
+    // The deadline passes while the insert waits for the lock: the server
+    // drops the call in the middle of its transaction.
+    let mut request = tonic::Request::new(CreateUserRequest {
+        name: "cancelled".into(),
+    });
+    request.set_timeout(Duration::from_millis(200));
+    let status = app.client.raw().create_user(request).await.unwrap_err();
+    assert!(
+        matches!(
+            status.code(),
+            tonic::Code::DeadlineExceeded | tonic::Code::Cancelled
+        ),
+        "{status:?}"
+    );
+    lock.release().await;
+
+    let kept = app.client.create_user("kept").await.unwrap();
+    let found = app.client.find_users(&FindUsers::new()).await.unwrap();
+    assert_eq!(
+        found.users,
+        vec![kept],
+        "the cancelled create was rolled back"
+    );
 }
 
 async fn shutdown_waits_for_the_call_in_flight(backend: Backend) {

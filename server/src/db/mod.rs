@@ -84,7 +84,8 @@ where
 /// Connection pool settings.
 #[derive(Debug, Clone, Copy)]
 pub struct PoolOptions {
-    /// Connections to keep (SQLite: readers; its writer comes on top).
+    /// Most connections open at once (SQLite: readers; its writer comes on
+    /// top). They are opened on demand.
     pub size: u32,
     /// How long a unit of work waits for a connection before failing.
     pub timeout: Duration,
