@@ -9,7 +9,7 @@ use users_server::{Application, Config, shutdown_signal, telemetry};
 #[tokio::main]
 async fn main() -> ExitCode {
     let config = Config::parse();
-    telemetry::init();
+    let logs = telemetry::init();
     let result = match Application::build(&config).await {
         Ok(app) => app.run_until(shutdown_signal()).await,
         Err(error) => Err(error),
@@ -17,6 +17,7 @@ async fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
+            drop(logs); // flush the log lines before the error line
             // One line, for humans and for log scrapers alike.
             eprintln!("users-server: {error}");
             ExitCode::from(error.exit_code())

@@ -7,6 +7,7 @@ on_every_backend!(
     no_filter_lists_everyone_in_id_order,
     name_matches_the_whole_name_case_sensitively,
     prefixes_are_literal_and_case_sensitive,
+    prefixes_beyond_ascii_match_whole_characters,
     name_and_prefix_must_both_match,
     bad_requests_are_invalid_argument,
 );
@@ -71,6 +72,34 @@ async fn prefixes_are_literal_and_case_sensitive(backend: Backend) {
     assert_eq!(find(r"back\").await, [r"back\slash"]);
     assert_eq!(find("%").await, Vec::<String>::new());
     assert_eq!(find("_").await, Vec::<String>::new());
+}
+
+async fn prefixes_beyond_ascii_match_whole_characters(backend: Backend) {
+    let app = spawn_app(backend).await;
+    create_all(
+        &app.client,
+        &[
+            "Zoë",
+            "Zoe",
+            "Zoëy",
+            "Zoê",
+            "Zo",
+            "李小龙",
+            "李",
+            "李四",
+            "\u{D7FF}x",
+            "\u{E000}",
+            "😀a",
+            "😁",
+        ],
+    )
+    .await;
+    let find = |prefix: &str| names(&app.client, FindUsers::new().name_prefix(prefix));
+    assert_eq!(find("Zoë").await, ["Zoë", "Zoëy"]);
+    assert_eq!(find("Zo").await, ["Zoë", "Zoe", "Zoëy", "Zoê", "Zo"]);
+    assert_eq!(find("李").await, ["李小龙", "李", "李四"]);
+    assert_eq!(find("\u{D7FF}").await, ["\u{D7FF}x"]);
+    assert_eq!(find("😀").await, ["😀a"]);
 }
 
 async fn name_and_prefix_must_both_match(backend: Backend) {

@@ -121,7 +121,9 @@ fn loopback_port_0() -> SocketAddr {
 
 /// Server logs in test output when `TEST_LOG` is set (`TEST_LOG=1 cargo test`).
 fn init_logs() {
+    static LOGS: std::sync::OnceLock<users_server::telemetry::LogGuard> =
+        std::sync::OnceLock::new();
     if std::env::var_os("TEST_LOG").is_some() {
-        users_server::telemetry::init();
+        LOGS.get_or_init(users_server::telemetry::init);
     }
 }

@@ -22,7 +22,9 @@ use std::{future::Future, time::Duration};
 use diesel::QueryResult;
 use diesel_async::{
     AsyncConnection, AsyncPgConnection,
-    pooled_connection::{AsyncDieselConnectionManager, ManagerConfig},
+    pooled_connection::{
+        AsyncDieselConnectionManager, ManagerConfig, PoolableConnection, RecyclingMethod,
+    },
 };
 use futures_util::FutureExt;
 
@@ -30,8 +32,9 @@ use self::pool::ConnectionPool;
 
 pub use self::{error::DbError, sqlite::AsyncSqliteConnection, url::DatabaseUrl};
 
-/// A connection inside a transaction, on whichever backend is configured.
-/// Queries take `&mut Tx` and use [`on_backend!`] to run on it.
+/// A connection inside a unit of work (an explicit transaction, or one
+/// statement that is a transaction of its own), on whichever backend is
+/// configured. Queries take `&mut Tx` and use [`on_backend!`] to run on it.
 #[allow(missing_debug_implementations)] // the connections have none
 pub enum Tx<'c> {
     /// PostgreSQL.
@@ -112,11 +115,12 @@ impl Database {
     /// [`migrations::prepare`] opens the first one and reports failures.
     pub fn open(url: DatabaseUrl, options: PoolOptions) -> Result<Self, DbOpenError> {
         let pools = match &url {
-            DatabaseUrl::Postgres(text) => Pools::Postgres(ConnectionPool::new(
-                AsyncDieselConnectionManager::new(text),
-                options,
-                true,
-            )),
+            DatabaseUrl::Postgres(text) => {
+                let mut config = ManagerConfig::default();
+                config.recycling_method = RecyclingMethod::CustomFunction(Box::new(is_open));
+                let manager = AsyncDieselConnectionManager::new_with_config(text, config);
+                Pools::Postgres(ConnectionPool::new(manager, options, true))
+            }
             DatabaseUrl::Sqlite(path) => {
                 let path = path
                     .to_str()
@@ -141,28 +145,58 @@ impl Database {
         &self.url
     }
 
+    /// Runs `work`, a unit of work of exactly one statement that only
+    /// reads, without BEGIN and COMMIT.
+    ///
+    /// Both databases run a single statement atomically, as a transaction
+    /// of its own, on one snapshot: BEGIN and COMMIT around it would only
+    /// add two round trips (on PostgreSQL, most of a call's cost). A unit
+    /// with several statements must use [`read`](Self::read).
+    pub async fn read_statement<R: Send>(
+        &self,
+        work: impl for<'c> UnitOfWork<'c, R>,
+    ) -> Result<R, DbError> {
+        self.run(Access::Read, Boundary::Statement, work).await
+    }
+
+    /// Runs `work`, a unit of work of exactly one statement that writes,
+    /// without BEGIN and COMMIT: the statement is its own transaction, so it
+    /// is applied whole or not at all. A unit with several statements must
+    /// use [`write`](Self::write).
+    pub async fn write_statement<R: Send>(
+        &self,
+        work: impl for<'c> UnitOfWork<'c, R>,
+    ) -> Result<R, DbError> {
+        self.run(Access::Write, Boundary::Statement, work).await
+    }
+
     /// Runs `work` in a transaction meant for reads only.
     pub async fn read<R: Send>(&self, work: impl for<'c> UnitOfWork<'c, R>) -> Result<R, DbError> {
-        self.transaction(Access::Read, work).await
+        self.run(Access::Read, Boundary::Transaction, work).await
     }
 
     /// Runs `work` in a transaction that may write: committed if it returns
     /// `Ok`, rolled back otherwise.
     pub async fn write<R: Send>(&self, work: impl for<'c> UnitOfWork<'c, R>) -> Result<R, DbError> {
-        self.transaction(Access::Write, work).await
+        self.run(Access::Write, Boundary::Transaction, work).await
     }
 
-    async fn transaction<R: Send>(
+    async fn run<R: Send>(
         &self,
         access: Access,
+        boundary: Boundary,
         work: impl for<'c> UnitOfWork<'c, R>,
     ) -> Result<R, DbError> {
         match &self.pools {
             Pools::Postgres(pool) => {
                 let mut conn = pool.get().await?;
-                Ok(conn
-                    .transaction(async move |conn| work(Tx::Postgres(conn)).await)
-                    .await?)
+                Ok(match boundary {
+                    Boundary::Statement => work(Tx::Postgres(&mut conn)).await?,
+                    Boundary::Transaction => {
+                        conn.transaction(async move |conn| work(Tx::Postgres(conn)).await)
+                            .await?
+                    }
+                })
             }
             Pools::Sqlite { readers, writer } => {
                 let pool = match access {
@@ -170,12 +204,42 @@ impl Database {
                     Access::Write => writer,
                 };
                 let mut conn = pool.get().await?;
-                Ok(conn
-                    .transaction(async move |conn| work(Tx::Sqlite(conn)).await)
-                    .await?)
+                Ok(match boundary {
+                    Boundary::Statement => work(Tx::Sqlite(&mut conn)).await?,
+                    Boundary::Transaction => {
+                        conn.transaction(async move |conn| work(Tx::Sqlite(conn)).await)
+                            .await?
+                    }
+                })
             }
         }
     }
+}
+
+/// The check a pooled PostgreSQL connection passes before each use: that it
+/// is still open (the server may have closed it, e.g. on a restart) and not
+/// stuck in a transaction. It costs no round trip, unlike diesel-async's
+/// default `SELECT 1`, which would double the round trips of a one-statement
+/// call.
+fn is_open(conn: &mut AsyncPgConnection) -> futures_util::future::BoxFuture<'_, QueryResult<()>> {
+    let result = if conn.is_broken() {
+        Err(diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::ClosedConnection,
+            Box::new("pooled connection was closed".to_owned()),
+        ))
+    } else {
+        Ok(())
+    };
+    std::future::ready(result).boxed()
+}
+
+/// Where a unit of work's transaction begins and ends.
+#[derive(Debug, Clone, Copy)]
+enum Boundary {
+    /// Around its one statement, implicitly (autocommit).
+    Statement,
+    /// At explicit BEGIN and COMMIT (or ROLLBACK).
+    Transaction,
 }
 
 /// Whether a unit of work may write; decides which SQLite pool serves it.

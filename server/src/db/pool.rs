@@ -29,8 +29,9 @@ impl<C: 'static> ConnectionPool<C>
 where
     AsyncDieselConnectionManager<C>: ManageConnection<Connection = C, Error = PoolError>,
 {
-    /// A pool of `options.size` connections. `test_on_check_out` pings each
-    /// connection before handing it out, to catch ones the server closed.
+    /// A pool of `options.size` connections. With `test_on_check_out`, each
+    /// connection passes the manager's recycling check before it is handed
+    /// out, and is replaced if it fails.
     pub fn new(
         manager: AsyncDieselConnectionManager<C>,
         options: PoolOptions,

@@ -18,17 +18,14 @@ const BUSY_TIMEOUT_MS: u32 = 5_000;
 /// - WAL, so readers never block the writer nor the writer the readers;
 /// - `synchronous = NORMAL`: in WAL mode a commit survives a crash of the
 ///   process; only a power loss may drop the last commits;
-/// - `foreign_keys`, off by default in SQLite for historic reasons;
-/// - `case_sensitive_like`, so `LIKE` prefix filters match case the way
-///   PostgreSQL does (SQLite folds ASCII case by default).
+/// - `foreign_keys`, off by default in SQLite for historic reasons.
 pub async fn establish(path: &str) -> ConnectionResult<AsyncSqliteConnection> {
     let mut conn = AsyncSqliteConnection::establish(path).await?;
     let pragmas = format!(
         "PRAGMA busy_timeout = {BUSY_TIMEOUT_MS};
          PRAGMA journal_mode = WAL;
          PRAGMA synchronous = NORMAL;
-         PRAGMA foreign_keys = ON;
-         PRAGMA case_sensitive_like = ON;"
+         PRAGMA foreign_keys = ON;"
     );
     conn.batch_execute(&pragmas)
         .await

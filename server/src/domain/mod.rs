@@ -5,7 +5,7 @@ mod name;
 mod page;
 
 pub use name::{NamePrefix, UserName};
-pub use page::{PageSize, PageToken, UserFilter};
+pub use page::{NameMatch, PageSize, PageToken, UserFilter};
 
 /// Input that breaks the API's rules; the message says which rule, for the
 /// caller to read.

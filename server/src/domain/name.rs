@@ -49,6 +49,31 @@ impl NamePrefix {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The least string above every string that starts with this prefix,
+    /// in code point order (which is byte order for UTF-8, and so the order
+    /// of PostgreSQL's "C" collation and SQLite's BINARY one): the prefix
+    /// with its last character incremented. `None` if no such string exists
+    /// (the prefix is all U+10FFFF).
+    ///
+    /// So "starts with `p`" is the range `p <= name < upper_bound(p)`, which
+    /// an index serves with a plan that does not depend on the value, unlike
+    /// `LIKE`, and with no wildcard characters to escape.
+    pub fn upper_bound(&self) -> Option<String> {
+        let mut chars: Vec<char> = self.0.chars().collect();
+        while let Some(last) = chars.pop() {
+            let next = match last {
+                // Skip the surrogate block, which holds no chars.
+                '\u{D7FF}' => Some('\u{E000}'),
+                last => char::from_u32(u32::from(last) + 1),
+            };
+            if let Some(next) = next {
+                chars.push(next);
+                return Some(chars.into_iter().collect());
+            }
+        }
+        None
+    }
 }
 
 /// The rules shared by names and prefixes: length and control characters.
@@ -118,6 +143,22 @@ mod tests {
         assert!(name("line\nbreak").is_err());
         assert!(name("del\u{7f}").is_err());
         assert!(name("c1\u{85}").is_err());
+    }
+
+    #[test]
+    fn a_prefix_range_ends_at_the_prefix_with_its_last_char_incremented() {
+        let upper = |text: &str| {
+            NamePrefix::parse("name_prefix", text.to_owned())
+                .unwrap()
+                .unwrap()
+                .upper_bound()
+        };
+        assert_eq!(upper("Jo").as_deref(), Some("Jp"));
+        assert_eq!(upper("user-0099").as_deref(), Some("user-009:"));
+        assert_eq!(upper("Zo\u{eb}").as_deref(), Some("Zo\u{ec}"));
+        assert_eq!(upper("a\u{D7FF}").as_deref(), Some("a\u{E000}"));
+        assert_eq!(upper("a\u{10FFFF}").as_deref(), Some("b"));
+        assert_eq!(upper("\u{10FFFF}\u{10FFFF}"), None);
     }
 
     #[test]

@@ -13,6 +13,45 @@ pub struct UserFilter {
     pub name_prefix: Option<NamePrefix>,
 }
 
+impl UserFilter {
+    /// What the filters select, in the form the queries take: one exact
+    /// name, one prefix range, everyone, or no one (a name that does not
+    /// start with the prefix).
+    pub fn name_match(&self) -> NameMatch<'_> {
+        match (&self.name, &self.name_prefix) {
+            (None, None) => NameMatch::Any,
+            (Some(name), None) => NameMatch::Exact(name.as_str()),
+            (Some(name), Some(prefix)) if name.as_str().starts_with(prefix.as_str()) => {
+                NameMatch::Exact(name.as_str())
+            }
+            (Some(_), Some(_)) => NameMatch::Nothing,
+            (None, Some(prefix)) => NameMatch::Prefix {
+                from: prefix.as_str(),
+                below: prefix.upper_bound(),
+            },
+        }
+    }
+}
+
+/// The names a [`UserFilter`] selects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NameMatch<'a> {
+    /// Every name.
+    Any,
+    /// This name exactly.
+    Exact(&'a str),
+    /// `from <= name < below`: the names that start with `from`. No `below`
+    /// means no upper bound.
+    Prefix {
+        /// The prefix itself, the least name that starts with it.
+        from: &'a str,
+        /// The least string above all names that start with `from`.
+        below: Option<String>,
+    },
+    /// No name at all.
+    Nothing,
+}
+
 /// How many users a page holds: 1 to [`PageSize::MAX`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PageSize(u16);
@@ -126,6 +165,29 @@ mod tests {
             name: Some(UserName::parse("name", name.to_owned()).unwrap()),
             name_prefix: None,
         }
+    }
+
+    #[test]
+    fn name_and_prefix_together_reduce_to_one_match() {
+        let prefix = |text: &str| NamePrefix::parse("name_prefix", text.to_owned()).unwrap();
+        let both = |name_prefix| UserFilter {
+            name_prefix,
+            ..filter("John")
+        };
+        assert_eq!(both(prefix("Jo")).name_match(), NameMatch::Exact("John"));
+        assert_eq!(both(prefix("Ja")).name_match(), NameMatch::Nothing);
+        assert_eq!(UserFilter::default().name_match(), NameMatch::Any);
+        assert_eq!(
+            UserFilter {
+                name: None,
+                name_prefix: prefix("Jo"),
+            }
+            .name_match(),
+            NameMatch::Prefix {
+                from: "Jo",
+                below: Some("Jp".to_owned())
+            }
+        );
     }
 
     #[test]

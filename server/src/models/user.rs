@@ -5,7 +5,7 @@ use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
 use crate::db::{Tx, on_backend, schema::users};
-use crate::domain::{UserFilter, UserName};
+use crate::domain::{NameMatch, UserName};
 
 /// A stored user.
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
@@ -56,62 +56,42 @@ impl<'a> NewUser<'a> {
 }
 
 impl User {
-    /// Up to `limit` users matching `filter` with an id above `after_id`, in
+    /// Up to `limit` users whose names match, with ids above `after_id`, in
     /// id order.
+    ///
+    /// Each kind of match is its own fixed SQL statement, so that diesel
+    /// caches it prepared (a boxed, dynamically built query would be
+    /// prepared anew on every call), and the `(name, id)` index serves the
+    /// filter and the order in one range scan.
     pub async fn find(
         tx: &mut Tx<'_>,
-        filter: &UserFilter,
-        after_id: Option<i64>,
+        names: &NameMatch<'_>,
+        after_id: i64,
         limit: i64,
     ) -> QueryResult<Vec<User>> {
         on_backend!(tx, |conn| {
-            let mut query = users::table
+            let page = users::table
                 .select(User::as_select())
+                .filter(users::id.gt(after_id))
                 .order(users::id)
-                .limit(limit)
-                .into_boxed();
-            if let Some(name) = &filter.name {
-                query = query.filter(users::name.eq(name.as_str()));
+                .limit(limit);
+            match names {
+                NameMatch::Any => page.load(conn).await,
+                NameMatch::Exact(name) => page.filter(users::name.eq(name)).load(conn).await,
+                NameMatch::Prefix {
+                    from,
+                    below: Some(below),
+                } => {
+                    page.filter(users::name.ge(from))
+                        .filter(users::name.lt(below))
+                        .load(conn)
+                        .await
+                }
+                NameMatch::Prefix { from, below: None } => {
+                    page.filter(users::name.ge(from)).load(conn).await
+                }
+                NameMatch::Nothing => Ok(Vec::new()),
             }
-            if let Some(prefix) = &filter.name_prefix {
-                query = query.filter(
-                    users::name
-                        .like(like_prefix_pattern(prefix.as_str()))
-                        .escape(LIKE_ESCAPE),
-                );
-            }
-            if let Some(after_id) = after_id {
-                query = query.filter(users::id.gt(after_id));
-            }
-            query.load(conn).await
         })
-    }
-}
-
-const LIKE_ESCAPE: char = '\\';
-
-/// `prefix%`, with the prefix's own `%`, `_` and escape characters escaped
-/// so that they match literally.
-fn like_prefix_pattern(prefix: &str) -> String {
-    let mut pattern = String::with_capacity(prefix.len() + 1);
-    for c in prefix.chars() {
-        if matches!(c, '%' | '_' | LIKE_ESCAPE) {
-            pattern.push(LIKE_ESCAPE);
-        }
-        pattern.push(c);
-    }
-    pattern.push('%');
-    pattern
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn like_wildcards_in_prefixes_are_escaped() {
-        assert_eq!(like_prefix_pattern("Jo"), "Jo%");
-        assert_eq!(like_prefix_pattern("50%_off"), r"50\%\_off%");
-        assert_eq!(like_prefix_pattern(r"a\b"), r"a\\b%");
     }
 }

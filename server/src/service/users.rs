@@ -30,7 +30,7 @@ impl UsersService {
         let new_user = NewUser::new(&name);
         let user = self
             .db
-            .write(async |mut tx| new_user.insert(&mut tx).await)
+            .write_statement(async |mut tx| new_user.insert(&mut tx).await)
             .await?;
         Ok(pb::CreateUserResponse {
             user: Some(user.into()),
@@ -49,13 +49,17 @@ impl UsersService {
             name_prefix: NamePrefix::parse("name_prefix", request.name_prefix)?,
         };
         let page_size = PageSize::parse(request.page_size)?;
-        let after_id = PageToken::parse(&request.page_token, &filter)?.map(PageToken::after_id);
+        // Ids start at 1, so the first page starts after 0.
+        let after_id =
+            PageToken::parse(&request.page_token, &filter)?.map_or(0, PageToken::after_id);
 
         // One row more than the page tells whether another page follows.
         let limit = i64::try_from(page_size.get() + 1).unwrap_or(i64::MAX);
         let mut users = self
             .db
-            .read(async |mut tx| User::find(&mut tx, &filter, after_id, limit).await)
+            .read_statement(async |mut tx| {
+                User::find(&mut tx, &filter.name_match(), after_id, limit).await
+            })
             .await?;
 
         let next_page_token = if users.len() > page_size.get() {
