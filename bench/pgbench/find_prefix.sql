@@ -1,0 +1,7 @@
+-- FindUsers{name_prefix, page_size: 10}: a random seeded four-digit prefix
+-- (user-0000 .. user-0999; 10 names, 100 users each) as the range
+-- [p, p2). p2 is p with its last digit incremented; because the four-digit
+-- block is zero-padded, that is simply the next prefix lpad(k + 1): every
+-- name starting with p sorts below it (9999 + 1 = 10000 is never drawn).
+\set k random(0, 999)
+SELECT id, name, create_time, update_time FROM users WHERE name >= 'user-' || lpad(:k::text, 4, '0') AND name < 'user-' || lpad((:k + 1)::text, 4, '0') AND id > 0 ORDER BY id LIMIT 11;

@@ -1,0 +1,236 @@
+//! The server's SQLite table and statements, reproduced with diesel's sync
+//! `SqliteConnection` so that the ceiling runs the same SQL on the same
+//! bundled SQLite without the service around it.
+//!
+//! Every statement is built with diesel's query DSL in a fixed shape (all
+//! values bound, LIMIT included), which makes diesel prepare it once per
+//! connection and reuse it from its statement cache, as the server does.
+//! `diesel::sql_query` would be re-prepared on every call.
+
+use std::path::Path;
+
+use chrono::{NaiveDateTime, SubsecRound, Utc};
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use diesel::result::Error as DieselError;
+
+use crate::error::BenchError;
+
+diesel::table! {
+    /// As created by the server's SQLite migration.
+    users (id) {
+        id -> BigInt,
+        name -> Text,
+        create_time -> Timestamp,
+        update_time -> Timestamp,
+    }
+}
+
+/// The columns FindUsers and CreateUser return.
+pub type UserRow = (i64, String, NaiveDateTime, NaiveDateTime);
+
+/// What the server sets on each of its SQLite connections
+/// (`server/src/db/sqlite.rs`), in the same order.
+const PRAGMAS: &str = "PRAGMA busy_timeout = 5000;
+     PRAGMA journal_mode = WAL;
+     PRAGMA synchronous = NORMAL;
+     PRAGMA foreign_keys = ON;";
+
+/// Rows a find fetches: one more than the page, as the server does to learn
+/// whether another page follows.
+pub const FIND_LIMIT: i64 = 11;
+
+/// Opens the database at `path`, which the server has already migrated,
+/// and configures the connection as the server does.
+pub fn open(path: &Path) -> Result<SqliteConnection, BenchError> {
+    let error = |detail: String| BenchError::Database {
+        path: path.display().to_string(),
+        detail,
+    };
+    // Opening a missing file would create an empty database and fail later
+    // with a puzzling "no such table".
+    if !path.is_file() {
+        return Err(error(
+            "no such database file; start users-server once with \
+             --database-url sqlite://PATH so that it creates the users table"
+                .to_owned(),
+        ));
+    }
+    let url = path
+        .to_str()
+        .ok_or_else(|| error("the path is not valid UTF-8".to_owned()))?;
+    let mut conn = SqliteConnection::establish(url).map_err(|e| error(e.to_string()))?;
+    conn.batch_execute(PRAGMAS)
+        .map_err(|e| error(format!("cannot set the PRAGMAs: {e}")))?;
+    users::table
+        .select(users::id)
+        .limit(1)
+        .load::<i64>(&mut conn)
+        .map_err(|e| {
+            error(format!(
+                "cannot read the users table ({e}); has users-server migrated this database?"
+            ))
+        })?;
+    Ok(conn)
+}
+
+/// `SELECT id, name, create_time, update_time FROM users
+///  WHERE name = ? AND id > 0 ORDER BY id LIMIT 11`
+pub fn find_by_name(conn: &mut SqliteConnection, name: &str) -> QueryResult<Vec<UserRow>> {
+    users::table
+        .select((
+            users::id,
+            users::name,
+            users::create_time,
+            users::update_time,
+        ))
+        .filter(users::name.eq(name))
+        .filter(users::id.gt(0))
+        .order(users::id)
+        .limit(FIND_LIMIT)
+        .load(conn)
+}
+
+/// `... WHERE name >= ? AND name < ? AND id > 0 ORDER BY id LIMIT 11`
+pub fn find_by_name_range(
+    conn: &mut SqliteConnection,
+    low: &str,
+    high: &str,
+) -> QueryResult<Vec<UserRow>> {
+    users::table
+        .select((
+            users::id,
+            users::name,
+            users::create_time,
+            users::update_time,
+        ))
+        .filter(users::name.ge(low))
+        .filter(users::name.lt(high))
+        .filter(users::id.gt(0))
+        .order(users::id)
+        .limit(FIND_LIMIT)
+        .load(conn)
+}
+
+/// `INSERT INTO users (name, create_time, update_time) VALUES (?, ?, ?)
+///  RETURNING id, name, create_time, update_time`
+pub fn insert(conn: &mut SqliteConnection, name: &str) -> QueryResult<UserRow> {
+    let now = now();
+    diesel::insert_into(users::table)
+        .values((
+            users::name.eq(name),
+            users::create_time.eq(now),
+            users::update_time.eq(now),
+        ))
+        .returning((
+            users::id,
+            users::name,
+            users::create_time,
+            users::update_time,
+        ))
+        .get_result(conn)
+}
+
+/// The current UTC time, to the microsecond as the server stores it (both
+/// backends keep microseconds, so the server truncates; so do we, to do the
+/// same work).
+pub fn now() -> NaiveDateTime {
+    Utc::now().naive_utc().trunc_subsecs(6)
+}
+
+/// How a failed statement is counted in a report.
+pub fn failure_reason(error: &DieselError) -> &'static str {
+    match error {
+        DieselError::DatabaseError(_, info) if info.message().contains("locked") => {
+            "database_locked"
+        }
+        DieselError::DatabaseError(..) => "database_error",
+        _ => "diesel_error",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use diesel::connection::{Instrumentation, InstrumentationEvent};
+
+    use super::*;
+
+    /// The server's own migration, so that the statements are checked
+    /// against the real schema.
+    const SCHEMA: &str =
+        include_str!("../../migrations/sqlite/2026-11-25-000000_create_users/up.sql");
+
+    fn migrated() -> (tempfile::TempDir, SqliteConnection) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("users.db");
+        let mut conn = SqliteConnection::establish(path.to_str().unwrap()).unwrap();
+        conn.batch_execute(SCHEMA).unwrap();
+        drop(conn);
+        let conn = open(&path).unwrap();
+        (dir, conn)
+    }
+
+    #[test]
+    fn a_missing_or_unmigrated_database_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let error = |path: &Path| open(path).err().expect("open fails").to_string();
+        let missing = error(&dir.path().join("nope.db"));
+        assert!(missing.contains("no such database file"), "{missing}");
+
+        let empty = dir.path().join("empty.db");
+        SqliteConnection::establish(empty.to_str().unwrap()).unwrap();
+        let unmigrated = error(&empty);
+        assert!(
+            unmigrated.contains("has users-server migrated"),
+            "{unmigrated}"
+        );
+    }
+
+    #[test]
+    fn the_statements_return_what_the_finds_expect() {
+        let (_dir, mut conn) = migrated();
+        for i in 0..300 {
+            insert(&mut conn, &crate::workload::seeded_name(i, 20)).unwrap();
+        }
+        // 300 users over 20 names: 15 each; prefix user-0000 covers ten names.
+        assert_eq!(find_by_name(&mut conn, "user-00007").unwrap().len(), 11);
+        let (low, high) = crate::workload::prefix_bounds(0);
+        let rows = find_by_name_range(&mut conn, &low, &high).unwrap();
+        assert_eq!(rows.len(), 11);
+        assert!(rows.windows(2).all(|pair| pair[0].0 < pair[1].0));
+        assert!(rows.iter().all(|row| row.1.starts_with("user-0000")));
+        let row = insert(&mut conn, "bench-1").unwrap();
+        assert_eq!((row.0, row.1.as_str()), (301, "bench-1"));
+    }
+
+    /// Collects the SQL of every statement diesel prepares for its cache.
+    #[derive(Debug, Default, Clone)]
+    struct CachedStatements(Arc<Mutex<Vec<String>>>);
+
+    impl Instrumentation for CachedStatements {
+        fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
+            if let InstrumentationEvent::CacheQuery { sql, .. } = event {
+                self.0.lock().unwrap().push(sql.to_owned());
+            }
+        }
+    }
+
+    #[test]
+    fn each_statement_is_prepared_once_and_then_reused() {
+        let (_dir, mut conn) = migrated();
+        let cached = CachedStatements::default();
+        conn.set_instrumentation(cached.clone());
+        for i in 0..5 {
+            insert(&mut conn, &format!("bench-{i}")).unwrap();
+            find_by_name(&mut conn, &format!("bench-{i}")).unwrap();
+            find_by_name_range(&mut conn, "bench-", "bench.").unwrap();
+        }
+        let cached = cached.0.lock().unwrap();
+        assert_eq!(cached.len(), 3, "{cached:#?}");
+        assert!(cached[0].starts_with("INSERT INTO"), "{cached:#?}");
+        assert!(cached[0].contains("RETURNING"), "{cached:#?}");
+        assert!(cached[1].contains("LIMIT ?"), "{cached:#?}");
+    }
+}
