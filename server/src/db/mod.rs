@@ -12,12 +12,13 @@
 
 pub mod error;
 pub mod migrations;
+mod pipelined;
 mod pool;
 pub mod schema;
 pub mod sqlite;
 pub mod url;
 
-use std::{future::Future, time::Duration};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use diesel::QueryResult;
 use diesel_async::{
@@ -28,7 +29,7 @@ use diesel_async::{
 };
 use futures_util::FutureExt;
 
-use self::pool::ConnectionPool;
+use self::{pipelined::PipelinedConnections, pool::ConnectionPool};
 
 pub use self::{error::DbError, sqlite::AsyncSqliteConnection, url::DatabaseUrl};
 
@@ -37,8 +38,11 @@ pub use self::{error::DbError, sqlite::AsyncSqliteConnection, url::DatabaseUrl};
 /// configured. Queries take `&mut Tx` and use [`on_backend!`] to run on it.
 #[allow(missing_debug_implementations)] // the connections have none
 pub enum Tx<'c> {
-    /// PostgreSQL.
+    /// PostgreSQL, a connection of this unit's own.
     Postgres(&'c mut AsyncPgConnection),
+    /// PostgreSQL, a connection shared with other one-statement units, on
+    /// which statements are pipelined.
+    PostgresPipelined(&'c mut &'c AsyncPgConnection),
     /// SQLite.
     Sqlite(&'c mut AsyncSqliteConnection),
 }
@@ -54,6 +58,10 @@ macro_rules! on_backend {
     ($tx:expr, |$conn:ident| $body:expr) => {
         match $tx {
             $crate::db::Tx::Postgres($conn) => {
+                let $conn = &mut **$conn;
+                $body
+            }
+            $crate::db::Tx::PostgresPipelined($conn) => {
                 let $conn = &mut **$conn;
                 $body
             }
@@ -103,7 +111,12 @@ pub struct Database {
 
 #[derive(Debug, Clone)]
 enum Pools {
-    Postgres(ConnectionPool<AsyncPgConnection>),
+    Postgres {
+        /// For one-statement units.
+        pipelined: Arc<PipelinedConnections>,
+        /// For units in an explicit transaction.
+        exclusive: ConnectionPool<AsyncPgConnection>,
+    },
     Sqlite {
         readers: ConnectionPool<AsyncSqliteConnection>,
         writer: ConnectionPool<AsyncSqliteConnection>,
@@ -119,7 +132,14 @@ impl Database {
                 let mut config = ManagerConfig::default();
                 config.recycling_method = RecyclingMethod::CustomFunction(Box::new(is_open));
                 let manager = AsyncDieselConnectionManager::new_with_config(text, config);
-                Pools::Postgres(ConnectionPool::new(manager, options, true))
+                Pools::Postgres {
+                    pipelined: Arc::new(PipelinedConnections::new(
+                        text,
+                        options.size,
+                        options.timeout,
+                    )),
+                    exclusive: ConnectionPool::new(manager, options, true),
+                }
             }
             DatabaseUrl::Sqlite(path) => {
                 let path = path
@@ -188,16 +208,24 @@ impl Database {
         work: impl for<'c> UnitOfWork<'c, R>,
     ) -> Result<R, DbError> {
         match &self.pools {
-            Pools::Postgres(pool) => {
-                let mut conn = pool.get().await?;
-                Ok(match boundary {
-                    Boundary::Statement => work(Tx::Postgres(&mut conn)).await?,
-                    Boundary::Transaction => {
-                        conn.transaction(async move |conn| work(Tx::Postgres(conn)).await)
-                            .await?
-                    }
-                })
-            }
+            Pools::Postgres {
+                pipelined,
+                exclusive,
+            } => match boundary {
+                Boundary::Statement => {
+                    let lent = pipelined.get().await?;
+                    let mut conn: &AsyncPgConnection = &lent.conn;
+                    let result = work(Tx::PostgresPipelined(&mut conn)).await;
+                    lent.returned(&result);
+                    Ok(result?)
+                }
+                Boundary::Transaction => {
+                    let mut conn = exclusive.get().await?;
+                    Ok(conn
+                        .transaction(async move |conn| work(Tx::Postgres(conn)).await)
+                        .await?)
+                }
+            },
             Pools::Sqlite { readers, writer } => {
                 let pool = match access {
                     Access::Read => readers,

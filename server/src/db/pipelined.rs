@@ -1,0 +1,159 @@
+//! [`PipelinedConnections`]: PostgreSQL connections that many calls use at
+//! once, for units of work of one statement.
+
+use std::sync::{
+    Arc, Mutex, PoisonError,
+    atomic::{AtomicUsize, Ordering},
+};
+use std::time::Duration;
+
+use diesel::result::{DatabaseErrorKind, Error as QueryError};
+use diesel_async::{AsyncConnection, AsyncPgConnection};
+use tokio::sync::{Semaphore, SemaphorePermit};
+
+use super::DbError;
+
+/// A fixed set of PostgreSQL connections shared by concurrent calls.
+///
+/// A pooled connection serves one call at a time: each statement is a
+/// round trip during which the connection idles, and every call costs a
+/// send, a wake-up and a receive on both sides. Here, calls that run one
+/// statement (no explicit transaction) share the connections, and
+/// statements issued together on one connection are pipelined: written in
+/// one go, read back in one go, executed back to back by the server. Every
+/// statement still runs on its own, in its own implicit transaction.
+///
+/// At most [`PIPELINE_DEPTH`] statements wait on each connection; a call
+/// that finds them all taken waits up to the pool timeout for a turn, then
+/// fails with [`DbError::PoolTimedOut`], so overload turns into UNAVAILABLE
+/// rather than into an ever longer queue.
+///
+/// Units with an explicit transaction must never run here: their BEGIN
+/// would capture other calls' statements. They get a connection of their
+/// own from the exclusive pool.
+pub struct PipelinedConnections {
+    url: String,
+    slots: Box<[Slot]>,
+    next: AtomicUsize,
+    /// Turns to run a statement: [`PIPELINE_DEPTH`] per connection.
+    turns: Semaphore,
+    /// How long a call waits for a turn.
+    timeout: Duration,
+}
+
+/// How long opening a connection may take. Apart from the pool timeout: a
+/// short wait for a turn must not keep connections from ever opening.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Statements in flight per connection at most. Deep enough to fill the
+/// gaps between round trips, shallow enough that a burst queues in the
+/// server, where it can time out, rather than inside the connection.
+pub const PIPELINE_DEPTH: usize = 16;
+
+#[derive(Default)]
+struct Slot {
+    /// The live connection, if any. A std mutex: held only to clone or
+    /// swap the `Arc`, never across an await.
+    current: Mutex<Option<Arc<AsyncPgConnection>>>,
+    /// Held while (re)connecting, so that one call connects and the others
+    /// wait for its result instead of opening connections of their own.
+    connecting: tokio::sync::Mutex<()>,
+}
+
+/// A connection lent by [`PipelinedConnections::get`], with a turn on it.
+pub struct Lent<'p> {
+    slot: &'p Slot,
+    _turn: SemaphorePermit<'p>,
+    /// The connection; share it as `&AsyncPgConnection`.
+    pub conn: Arc<AsyncPgConnection>,
+}
+
+impl PipelinedConnections {
+    /// `size` connections to `url`, opened on first use.
+    pub fn new(url: &str, size: u32, timeout: Duration) -> Self {
+        let size = usize::try_from(size).unwrap_or(1).max(1);
+        Self {
+            url: url.to_owned(),
+            slots: (0..size).map(|_| Slot::default()).collect(),
+            next: AtomicUsize::new(0),
+            turns: Semaphore::new(size * PIPELINE_DEPTH),
+            timeout,
+        }
+    }
+
+    /// A turn on the next connection in line, opening it if it is not open.
+    pub async fn get(&self) -> Result<Lent<'_>, DbError> {
+        let turn = match tokio::time::timeout(self.timeout, self.turns.acquire()).await {
+            Ok(Ok(turn)) => turn,
+            // The semaphore is never closed; a timeout is the only way here.
+            Ok(Err(_)) | Err(_) => return Err(DbError::PoolTimedOut),
+        };
+        let slot = &self.slots[self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len()];
+        let lend = |conn| Lent {
+            slot,
+            _turn: turn,
+            conn,
+        };
+        if let Some(conn) = slot.live() {
+            return Ok(lend(conn));
+        }
+        let _connecting = slot.connecting.lock().await;
+        if let Some(conn) = slot.live() {
+            return Ok(lend(conn));
+        }
+        let conn = tokio::time::timeout(CONNECT_TIMEOUT, AsyncPgConnection::establish(&self.url))
+            .await
+            .map_err(|_| DbError::Unreachable("timed out connecting to PostgreSQL".to_owned()))?
+            .map_err(|error| {
+                tracing::warn!(%error, "database connection");
+                DbError::Unreachable(error.to_string())
+            })?;
+        let conn = Arc::new(conn);
+        *slot.lock() = Some(Arc::clone(&conn));
+        Ok(lend(conn))
+    }
+}
+
+impl Lent<'_> {
+    /// Reports how the statement went: after a connection failure the
+    /// connection is dropped, and the next call on its slot reconnects.
+    pub fn returned<T>(self, result: &Result<T, QueryError>) {
+        if let Err(QueryError::DatabaseError(
+            DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
+            _,
+        )) = result
+        {
+            let mut current = self.slot.lock();
+            if current
+                .as_ref()
+                .is_some_and(|conn| Arc::ptr_eq(conn, &self.conn))
+            {
+                *current = None;
+            }
+        }
+    }
+}
+
+impl Slot {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Arc<AsyncPgConnection>>> {
+        self.current.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn live(&self) -> Option<Arc<AsyncPgConnection>> {
+        self.lock().clone()
+    }
+}
+
+impl std::fmt::Debug for PipelinedConnections {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let open = self
+            .slots
+            .iter()
+            .filter(|slot| slot.live().is_some())
+            .count();
+        f.debug_struct("PipelinedConnections")
+            .field("size", &self.slots.len())
+            .field("open", &open)
+            .finish()
+    }
+}
