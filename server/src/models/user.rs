@@ -22,8 +22,7 @@ pub struct User {
 }
 
 /// A user about to be stored.
-#[derive(Debug, Insertable)]
-#[diesel(table_name = users)]
+#[derive(Debug)]
 pub struct NewUser<'a> {
     name: &'a str,
     create_time: NaiveDateTime,
@@ -47,13 +46,31 @@ impl<'a> NewUser<'a> {
     pub async fn insert(&self, tx: &mut Tx<'_>) -> QueryResult<User> {
         on_backend!(tx, |conn| {
             diesel::insert_into(users::table)
-                .values(self)
+                .values(self.values())
                 .returning(User::as_returning())
                 .get_result(conn)
                 .await
         })
     }
+
+    /// The row as `column = value` pairs rather than an `Insertable`
+    /// struct: diesel will not cache a prepared statement for a struct's
+    /// insert (each column could be `DEFAULT`, changing the SQL), which
+    /// costs PostgreSQL a parse on every call.
+    fn values(&self) -> NewUserValues<'a> {
+        (
+            users::name.eq(self.name),
+            users::create_time.eq(self.create_time),
+            users::update_time.eq(self.update_time),
+        )
+    }
 }
+
+type NewUserValues<'a> = (
+    diesel::dsl::Eq<users::name, &'a str>,
+    diesel::dsl::Eq<users::create_time, NaiveDateTime>,
+    diesel::dsl::Eq<users::update_time, NaiveDateTime>,
+);
 
 impl User {
     /// Up to `limit` users whose names match, with ids above `after_id`, in
@@ -93,5 +110,21 @@ impl User {
                 NameMatch::Nothing => Ok(Vec::new()),
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use diesel::query_builder::QueryFragment;
+
+    use super::*;
+
+    #[test]
+    fn the_insert_is_a_statement_diesel_keeps_prepared() {
+        let name = UserName::parse("name", "John".into()).unwrap();
+        let insert = diesel::insert_into(users::table)
+            .values(NewUser::new(&name).values())
+            .returning(User::as_returning());
+        assert_eq!(insert.is_safe_to_cache_prepared(&diesel::pg::Pg), Ok(true));
     }
 }
