@@ -31,7 +31,11 @@ use futures_util::FutureExt;
 
 use self::{pipelined::PipelinedConnections, pool::ConnectionPool};
 
-pub use self::{error::DbError, sqlite::AsyncSqliteConnection, url::DatabaseUrl};
+pub use self::{
+    error::DbError,
+    sqlite::{AsyncSqliteConnection, SqliteReaderConnection},
+    url::DatabaseUrl,
+};
 
 /// A connection inside a unit of work (an explicit transaction, or one
 /// statement that is a transaction of its own), on whichever backend is
@@ -43,8 +47,10 @@ pub enum Tx<'c> {
     /// PostgreSQL, a connection shared with other one-statement units, on
     /// which statements are pipelined.
     PostgresPipelined(&'c mut &'c AsyncPgConnection),
-    /// SQLite.
+    /// SQLite, the writer.
     Sqlite(&'c mut AsyncSqliteConnection),
+    /// SQLite, a reader.
+    SqliteReader(&'c mut SqliteReaderConnection),
 }
 
 /// Runs `$body` with `$conn` bound to the concrete connection inside a
@@ -66,6 +72,10 @@ macro_rules! on_backend {
                 $body
             }
             $crate::db::Tx::Sqlite($conn) => {
+                let $conn = &mut **$conn;
+                $body
+            }
+            $crate::db::Tx::SqliteReader($conn) => {
                 let $conn = &mut **$conn;
                 $body
             }
@@ -118,7 +128,7 @@ enum Pools {
         exclusive: ConnectionPool<AsyncPgConnection>,
     },
     Sqlite {
-        readers: ConnectionPool<AsyncSqliteConnection>,
+        readers: ConnectionPool<SqliteReaderConnection>,
         writer: ConnectionPool<AsyncSqliteConnection>,
     },
 }
@@ -145,15 +155,12 @@ impl Database {
                 let path = path
                     .to_str()
                     .ok_or_else(|| DbOpenError::NonUtf8Path(url.to_string()))?;
-                let manager = || {
-                    let mut config = ManagerConfig::default();
-                    config.custom_setup = Box::new(|path| sqlite::establish(path).boxed());
-                    AsyncDieselConnectionManager::new_with_config(path, config)
-                };
-                // A local file needs no liveness check on checkout.
-                let readers = ConnectionPool::new(manager(), options, false);
-                let writer =
-                    ConnectionPool::new(manager(), PoolOptions { size: 1, ..options }, false);
+                let readers = ConnectionPool::new(sqlite_manager(path), options, false);
+                let writer = ConnectionPool::new(
+                    sqlite_manager(path),
+                    PoolOptions { size: 1, ..options },
+                    false,
+                );
                 Pools::Sqlite { readers, writer }
             }
         };
@@ -226,22 +233,44 @@ impl Database {
                         .await?)
                 }
             },
-            Pools::Sqlite { readers, writer } => {
-                let pool = match access {
-                    Access::Read => readers,
-                    Access::Write => writer,
-                };
-                let mut conn = pool.get().await?;
-                Ok(match boundary {
-                    Boundary::Statement => work(Tx::Sqlite(&mut conn)).await?,
-                    Boundary::Transaction => {
-                        conn.transaction(async move |conn| work(Tx::Sqlite(conn)).await)
-                            .await?
-                    }
-                })
-            }
+            Pools::Sqlite { readers, writer } => match access {
+                Access::Read => {
+                    let mut conn = readers.get().await?;
+                    Ok(match boundary {
+                        Boundary::Statement => work(Tx::SqliteReader(&mut conn)).await?,
+                        Boundary::Transaction => {
+                            conn.transaction(async move |conn| work(Tx::SqliteReader(conn)).await)
+                                .await?
+                        }
+                    })
+                }
+                Access::Write => {
+                    let mut conn = writer.get().await?;
+                    Ok(match boundary {
+                        Boundary::Statement => work(Tx::Sqlite(&mut conn)).await?,
+                        Boundary::Transaction => {
+                            conn.transaction(async move |conn| work(Tx::Sqlite(conn)).await)
+                                .await?
+                        }
+                    })
+                }
+            },
         }
     }
+}
+
+/// Pooled SQLite connections to `path`, set up by [`sqlite::establish`].
+fn sqlite_manager<S>(
+    path: &str,
+) -> AsyncDieselConnectionManager<
+    diesel_async::sync_connection_wrapper::SyncConnectionWrapper<diesel::SqliteConnection, S>,
+>
+where
+    S: diesel_async::sync_connection_wrapper::SpawnBlocking + Send + 'static,
+{
+    let mut config = ManagerConfig::default();
+    config.custom_setup = Box::new(|path| sqlite::establish::<S>(path).boxed());
+    AsyncDieselConnectionManager::new_with_config(path, config)
 }
 
 /// The check a pooled PostgreSQL connection passes before each use: that it
