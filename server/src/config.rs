@@ -18,14 +18,16 @@ pub struct Config {
     #[arg(long, env = "DATABASE_URL", default_value = "sqlite://users.db")]
     pub database_url: String,
 
-    /// Database connections to keep open. With SQLite these are the readers;
-    /// writes go through one extra connection of their own.
+    /// Database connections, opened as needed. PostgreSQL: this many shared
+    /// connections carry the one-statement calls, pipelined, plus up to this
+    /// many more for calls in an explicit transaction. SQLite: this many
+    /// readers, plus one writer.
     #[arg(long, env = "USERS_POOL_SIZE", default_value_t = 8,
           value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub pool_size: u32,
 
-    /// How long a call waits for a free database connection before it fails
-    /// with UNAVAILABLE, e.g. `5s` or `500ms`.
+    /// How long a call waits for its turn on a database connection before it
+    /// fails with UNAVAILABLE, e.g. `5s` or `500ms`.
     #[arg(long, env = "USERS_POOL_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
     pub pool_timeout: Duration,
 
