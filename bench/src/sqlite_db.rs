@@ -29,13 +29,6 @@ diesel::table! {
 /// The columns FindUsers and CreateUser return.
 pub type UserRow = (i64, String, NaiveDateTime, NaiveDateTime);
 
-/// What the server sets on each of its SQLite connections
-/// (`server/src/db/sqlite.rs`), in the same order.
-const PRAGMAS: &str = "PRAGMA busy_timeout = 5000;
-     PRAGMA journal_mode = WAL;
-     PRAGMA synchronous = NORMAL;
-     PRAGMA foreign_keys = ON;";
-
 /// Rows a find fetches: one more than the page, as the server does to learn
 /// whether another page follows.
 pub const FIND_LIMIT: i64 = 11;
@@ -60,7 +53,8 @@ pub fn open(path: &Path) -> Result<SqliteConnection, BenchError> {
         .to_str()
         .ok_or_else(|| error("the path is not valid UTF-8".to_owned()))?;
     let mut conn = SqliteConnection::establish(url).map_err(|e| error(e.to_string()))?;
-    conn.batch_execute(PRAGMAS)
+    // The server's own settings, so both run the same SQLite.
+    conn.batch_execute(users_server::db::sqlite::PRAGMAS)
         .map_err(|e| error(format!("cannot set the PRAGMAs: {e}")))?;
     users::table
         .select(users::id)

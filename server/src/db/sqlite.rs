@@ -22,19 +22,24 @@ pub type AsyncSqliteConnection = SyncConnectionWrapper<SqliteConnection>;
 /// and back (two context switches, most of a read's cost).
 pub type SqliteReaderConnection = SyncConnectionWrapper<SqliteConnection, OnCallingThread>;
 
-/// How long a statement waits for another connection's write lock before it
-/// fails with "database is locked".
-const BUSY_TIMEOUT_MS: u32 = 5_000;
-
-/// Opens `path` (creating the file if missing) and configures the connection:
-/// - `busy_timeout` first, so that the statements below wait rather than fail
-///   while another connection holds a lock;
+/// What every connection sets before use, in this order:
+/// - `busy_timeout` first (5 s), so that the statements below wait rather
+///   than fail while another connection holds a lock;
 /// - WAL, so readers never block the writer nor the writer the readers;
 /// - `synchronous = NORMAL`: in WAL mode a commit survives a crash of the
 ///   process; only a power loss may drop the last commits;
 /// - `mmap_size`: pages are read from a memory map rather than with a read()
 ///   system call each (the map is virtual; only pages touched count);
 /// - `foreign_keys`, off by default in SQLite for historic reasons.
+///
+/// Public so that the benchmark's in-process ceiling runs with the same.
+pub const PRAGMAS: &str = "PRAGMA busy_timeout = 5000;
+     PRAGMA journal_mode = WAL;
+     PRAGMA synchronous = NORMAL;
+     PRAGMA mmap_size = 268435456;
+     PRAGMA foreign_keys = ON;";
+
+/// Opens `path` (creating the file if missing) with [`PRAGMAS`] applied.
 pub async fn establish<S>(
     path: &str,
 ) -> ConnectionResult<SyncConnectionWrapper<SqliteConnection, S>>
@@ -42,14 +47,7 @@ where
     S: SpawnBlocking + Send + 'static,
 {
     let mut conn = SyncConnectionWrapper::<SqliteConnection, S>::establish(path).await?;
-    let pragmas = format!(
-        "PRAGMA busy_timeout = {BUSY_TIMEOUT_MS};
-         PRAGMA journal_mode = WAL;
-         PRAGMA synchronous = NORMAL;
-         PRAGMA mmap_size = 268435456;
-         PRAGMA foreign_keys = ON;"
-    );
-    conn.batch_execute(&pragmas)
+    conn.batch_execute(PRAGMAS)
         .await
         .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
     Ok(conn)
