@@ -4,9 +4,11 @@
 //! [`Tx`]; [`on_backend!`] compiles it for each backend. What differs per
 //! backend is kept small and named:
 //! - connection set-up ([`sqlite::establish`]; PostgreSQL needs none),
-//! - pools: PostgreSQL shares one pool for reads and writes; SQLite has many
-//!   readers and a single writer, since it serializes writes anyway and one
-//!   writer avoids lock convoys and `SQLITE_BUSY`,
+//! - pools: PostgreSQL pipelines one-statement units over a few shared
+//!   connections and gives each explicit transaction a pooled connection of
+//!   its own; SQLite has many readers, whose statements run on the calling
+//!   worker, and a single writer, since SQLite serializes writes anyway and
+//!   one writer avoids lock convoys and `SQLITE_BUSY`,
 //! - migrations ([`migrations`], one directory per backend),
 //! - the [`Tx`] variant the unit of work runs on.
 
