@@ -16,15 +16,8 @@ use diesel::result::Error as DieselError;
 
 use crate::error::BenchError;
 
-diesel::table! {
-    /// As created by the server's SQLite migration.
-    users (id) {
-        id -> BigInt,
-        name -> Text,
-        create_time -> Timestamp,
-        update_time -> Timestamp,
-    }
-}
+/// The server's own table definition, so both query the same columns.
+pub use users_server::db::schema::users;
 
 /// The columns FindUsers and CreateUser return.
 pub type UserRow = (i64, String, NaiveDateTime, NaiveDateTime);
