@@ -61,16 +61,24 @@ pub fn open(path: &Path) -> Result<SqliteConnection, BenchError> {
     Ok(conn)
 }
 
+/// The columns FindUsers and CreateUser return, in [`UserRow`] order.
+const USER_COLUMNS: (
+    users::id,
+    users::name,
+    users::create_time,
+    users::update_time,
+) = (
+    users::id,
+    users::name,
+    users::create_time,
+    users::update_time,
+);
+
 /// `SELECT id, name, create_time, update_time FROM users
 ///  WHERE name = ? AND id > 0 ORDER BY id LIMIT 11`
 pub fn find_by_name(conn: &mut SqliteConnection, name: &str) -> QueryResult<Vec<UserRow>> {
     users::table
-        .select((
-            users::id,
-            users::name,
-            users::create_time,
-            users::update_time,
-        ))
+        .select(USER_COLUMNS)
         .filter(users::name.eq(name))
         .filter(users::id.gt(0))
         .order(users::id)
@@ -85,12 +93,7 @@ pub fn find_by_name_range(
     high: &str,
 ) -> QueryResult<Vec<UserRow>> {
     users::table
-        .select((
-            users::id,
-            users::name,
-            users::create_time,
-            users::update_time,
-        ))
+        .select(USER_COLUMNS)
         .filter(users::name.ge(low))
         .filter(users::name.lt(high))
         .filter(users::id.gt(0))
@@ -109,12 +112,7 @@ pub fn insert(conn: &mut SqliteConnection, name: &str) -> QueryResult<UserRow> {
             users::create_time.eq(now),
             users::update_time.eq(now),
         ))
-        .returning((
-            users::id,
-            users::name,
-            users::create_time,
-            users::update_time,
-        ))
+        .returning(USER_COLUMNS)
         .get_result(conn)
 }
 
