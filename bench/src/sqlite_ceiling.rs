@@ -2,9 +2,11 @@
 //! each RPC, in one process with no gRPC, no async runtime and no pool.
 //!
 //! Each thread owns one connection, configured as the server configures
-//! its connections, and runs the server's statements in a tight loop. The
-//! service can approach this number but not beat it; the ratio of the two
-//! is what the service costs.
+//! its connections, and runs the server's statements in a tight loop, each
+//! statement its own transaction. The ratio of the service to this number is
+//! what the service costs. The service's writer commits concurrent creates
+//! in groups, which this loop does not (it would have to run them in a
+//! group too: `--group`), so the service can beat it on creates.
 
 use std::path::PathBuf;
 use std::thread;
@@ -39,6 +41,11 @@ pub struct CeilingArgs {
     /// Unrecorded statements before the measured phase, to warm the caches.
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     warmup: Duration,
+    /// create: inserts per transaction (1: each insert commits alone, the
+    /// way one client's statements would). Each insert in a group counts
+    /// as a call, with the group's latency.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    group: u32,
     /// Distinct names the database was seeded with.
     #[arg(long, default_value_t = 10_000)]
     names: u32,
@@ -68,7 +75,7 @@ pub fn run(args: &CeilingArgs) -> Result<Report, BenchError> {
     let finished = thread::scope(|scope| {
         let threads: Vec<_> = connections
             .into_iter()
-            .map(|conn| scope.spawn(|| worker(conn, args.rpc, keys, phases, &progress)))
+            .map(|conn| scope.spawn(|| worker(conn, args, keys, phases, &progress)))
             .collect();
         let mut next_line = phases.start + progress::INTERVAL;
         while threads.iter().any(|thread| !thread.is_finished()) {
@@ -111,27 +118,54 @@ pub fn run(args: &CeilingArgs) -> Result<Report, BenchError> {
 /// One thread's loop; returns what it recorded and when it stopped.
 fn worker(
     mut conn: SqliteConnection,
-    rpc: Rpc,
+    args: &CeilingArgs,
     keys: Keys,
     phases: Phases,
     progress: &Progress,
 ) -> (Recorder, Instant) {
     let mut recorder = Recorder::new();
     let mut created = 0;
+    let group = if args.rpc == Rpc::Create {
+        args.group
+    } else {
+        1
+    };
     loop {
         let started = Instant::now();
         if started >= phases.end {
             return (recorder, started);
         }
-        let outcome = statement(&mut conn, rpc, keys, &mut created);
+        let outcome = if group == 1 {
+            statement(&mut conn, args.rpc, keys, &mut created)
+        } else {
+            conn.immediate_transaction(|conn| {
+                for _ in 0..group {
+                    statement(conn, args.rpc, keys, &mut created).map_err(GroupFailed)?;
+                }
+                Ok::<_, GroupFailed>(())
+            })
+            .map_err(|failed| failed.0)
+        };
         let latency = started.elapsed();
         if started >= phases.measure_start {
-            progress.count(outcome.is_ok());
-            match outcome {
-                Ok(()) => recorder.success(latency),
-                Err(reason) => recorder.failure(reason),
+            for _ in 0..group {
+                progress.count(outcome.is_ok());
+                match outcome {
+                    Ok(()) => recorder.success(latency),
+                    Err(reason) => recorder.failure(reason),
+                }
             }
         }
+    }
+}
+
+/// Why a group of statements was rolled back.
+#[derive(Debug)]
+struct GroupFailed(&'static str);
+
+impl From<diesel::result::Error> for GroupFailed {
+    fn from(error: diesel::result::Error) -> Self {
+        Self(sqlite_db::failure_reason(&error))
     }
 }
 

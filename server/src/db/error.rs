@@ -12,6 +12,9 @@ pub enum DbError {
     /// Every connection stayed busy for the whole pool timeout.
     #[error("timed out waiting for a free database connection")]
     PoolTimedOut,
+    /// The SQLite writer thread is gone (it stops only with the server).
+    #[error("the SQLite writer has stopped")]
+    WriterStopped,
     /// A statement failed.
     #[error("query failed: {0}")]
     Query(#[from] QueryError),
@@ -34,7 +37,7 @@ impl DbError {
                 _ => false,
             },
             Self::Query(QueryError::BrokenTransactionManager) => true,
-            Self::Query(_) => false,
+            Self::Query(_) | Self::WriterStopped => false,
         }
     }
 }

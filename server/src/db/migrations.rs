@@ -58,7 +58,7 @@ pub async fn prepare(url: &DatabaseUrl, mode: Mode) -> Result<Vec<String>, Migra
         DatabaseUrl::Sqlite(path) => {
             // Through the same set-up as pooled connections, so the file is in
             // WAL mode before anything else touches it.
-            let conn = sqlite::establish::<sqlite::OnCallingThread>(&path.to_string_lossy())
+            let conn = sqlite::establish(&path.to_string_lossy())
                 .await
                 .map_err(connect_error)?;
             blocking(move || migrate(&mut AsyncMigrationHarness::new(conn), SQLITE, mode)).await

@@ -7,8 +7,9 @@
 //! - pools: PostgreSQL pipelines one-statement units over a few shared
 //!   connections and gives each explicit transaction a pooled connection of
 //!   its own; SQLite has many readers, whose statements run on the calling
-//!   worker, and a single writer, since SQLite serializes writes anyway and
-//!   one writer avoids lock convoys and `SQLITE_BUSY`,
+//!   worker, and a single writer on a thread of its own, which commits the
+//!   units waiting for it in groups ([`sqlite_writer`]): SQLite serializes
+//!   writes anyway, and one writer avoids lock convoys and `SQLITE_BUSY`,
 //! - migrations ([`migrations`], one directory per backend),
 //! - the [`Tx`] variant the unit of work runs on.
 
@@ -18,6 +19,7 @@ mod pipelined;
 mod pool;
 pub mod schema;
 pub mod sqlite;
+mod sqlite_writer;
 pub mod url;
 
 use std::{future::Future, sync::Arc, time::Duration};
@@ -31,13 +33,9 @@ use diesel_async::{
 };
 use futures_util::FutureExt;
 
-use self::{pipelined::PipelinedConnections, pool::ConnectionPool};
+use self::{pipelined::PipelinedConnections, pool::ConnectionPool, sqlite_writer::SqliteWriter};
 
-pub use self::{
-    error::DbError,
-    sqlite::{AsyncSqliteConnection, SqliteReaderConnection},
-    url::DatabaseUrl,
-};
+pub use self::{error::DbError, url::DatabaseUrl};
 
 /// A connection inside a unit of work (an explicit transaction, or one
 /// statement that is a transaction of its own), on whichever backend is
@@ -49,10 +47,8 @@ pub enum Tx<'c> {
     /// PostgreSQL, a connection shared with other one-statement units, on
     /// which statements are pipelined.
     PostgresPipelined(&'c mut &'c AsyncPgConnection),
-    /// SQLite, the writer.
-    Sqlite(&'c mut AsyncSqliteConnection),
-    /// SQLite, a reader.
-    SqliteReader(&'c mut SqliteReaderConnection),
+    /// SQLite, a reader or the writer.
+    Sqlite(&'c mut sqlite::Connection),
 }
 
 /// Runs `$body` with `$conn` bound to the concrete connection inside a
@@ -74,10 +70,6 @@ macro_rules! on_backend {
                 $body
             }
             $crate::db::Tx::Sqlite($conn) => {
-                let $conn = &mut **$conn;
-                $body
-            }
-            $crate::db::Tx::SqliteReader($conn) => {
                 let $conn = &mut **$conn;
                 $body
             }
@@ -110,7 +102,8 @@ pub struct PoolOptions {
     /// Most connections open at once (SQLite: readers; its writer comes on
     /// top). They are opened on demand.
     pub size: u32,
-    /// How long a unit of work waits for a connection before failing.
+    /// How long a unit of work waits for a connection (SQLite writes: for
+    /// room in the writer's queue) before failing.
     pub timeout: Duration,
 }
 
@@ -130,8 +123,8 @@ enum Pools {
         exclusive: ConnectionPool<AsyncPgConnection>,
     },
     Sqlite {
-        readers: ConnectionPool<SqliteReaderConnection>,
-        writer: ConnectionPool<AsyncSqliteConnection>,
+        readers: ConnectionPool<sqlite::Connection>,
+        writer: SqliteWriter,
     },
 }
 
@@ -158,11 +151,8 @@ impl Database {
                     .to_str()
                     .ok_or_else(|| DbOpenError::NonUtf8Path(url.to_string()))?;
                 let readers = ConnectionPool::new(sqlite_manager(path), options, false);
-                let writer = ConnectionPool::new(
-                    sqlite_manager(path),
-                    PoolOptions { size: 1, ..options },
-                    false,
-                );
+                let writer = SqliteWriter::start(path.to_owned(), options.timeout)
+                    .map_err(DbOpenError::WriterThread)?;
                 Pools::Sqlite { readers, writer }
             }
         };
@@ -185,34 +175,39 @@ impl Database {
         &self,
         work: impl for<'c> UnitOfWork<'c, R>,
     ) -> Result<R, DbError> {
-        self.run(Access::Read, Boundary::Statement, work).await
+        self.run_read(Boundary::Statement, work).await
     }
 
     /// Runs `work`, a unit of work of exactly one statement that writes,
-    /// without BEGIN and COMMIT: the statement is its own transaction, so it
-    /// is applied whole or not at all. A unit with several statements must
-    /// use [`write`](Self::write).
-    pub async fn write_statement<R: Send>(
+    /// without BEGIN and COMMIT of its own: the statement is atomic, applied
+    /// whole or not at all. A unit with several statements must use
+    /// [`write`](Self::write).
+    ///
+    /// Units that write own what they use (`'static`): on SQLite they run on
+    /// the writer's thread.
+    pub async fn write_statement<R: Send + 'static>(
         &self,
-        work: impl for<'c> UnitOfWork<'c, R>,
+        work: impl for<'c> UnitOfWork<'c, R> + 'static,
     ) -> Result<R, DbError> {
-        self.run(Access::Write, Boundary::Statement, work).await
+        self.run_write(Boundary::Statement, work).await
     }
 
     /// Runs `work` in a transaction meant for reads only.
     pub async fn read<R: Send>(&self, work: impl for<'c> UnitOfWork<'c, R>) -> Result<R, DbError> {
-        self.run(Access::Read, Boundary::Transaction, work).await
+        self.run_read(Boundary::Transaction, work).await
     }
 
     /// Runs `work` in a transaction that may write: committed if it returns
     /// `Ok`, rolled back otherwise.
-    pub async fn write<R: Send>(&self, work: impl for<'c> UnitOfWork<'c, R>) -> Result<R, DbError> {
-        self.run(Access::Write, Boundary::Transaction, work).await
+    pub async fn write<R: Send + 'static>(
+        &self,
+        work: impl for<'c> UnitOfWork<'c, R> + 'static,
+    ) -> Result<R, DbError> {
+        self.run_write(Boundary::Transaction, work).await
     }
 
-    async fn run<R: Send>(
+    async fn run_read<R: Send>(
         &self,
-        access: Access,
         boundary: Boundary,
         work: impl for<'c> UnitOfWork<'c, R>,
     ) -> Result<R, DbError> {
@@ -220,58 +215,64 @@ impl Database {
             Pools::Postgres {
                 pipelined,
                 exclusive,
-            } => match boundary {
-                Boundary::Statement => {
-                    let lent = pipelined.get().await?;
-                    let mut conn: &AsyncPgConnection = &lent.conn;
-                    let result = work(Tx::PostgresPipelined(&mut conn)).await;
-                    lent.returned(&result);
-                    Ok(result?)
-                }
-                Boundary::Transaction => {
-                    let mut conn = exclusive.get().await?;
-                    Ok(conn
-                        .transaction(async move |conn| work(Tx::Postgres(conn)).await)
-                        .await?)
-                }
-            },
-            Pools::Sqlite { readers, writer } => match access {
-                Access::Read => {
-                    let mut conn = readers.get().await?;
-                    Ok(match boundary {
-                        Boundary::Statement => work(Tx::SqliteReader(&mut conn)).await?,
-                        Boundary::Transaction => {
-                            conn.transaction(async move |conn| work(Tx::SqliteReader(conn)).await)
-                                .await?
-                        }
-                    })
-                }
-                Access::Write => {
-                    let mut conn = writer.get().await?;
-                    Ok(match boundary {
-                        Boundary::Statement => work(Tx::Sqlite(&mut conn)).await?,
-                        Boundary::Transaction => {
-                            conn.transaction(async move |conn| work(Tx::Sqlite(conn)).await)
-                                .await?
-                        }
-                    })
-                }
-            },
+            } => run_postgres(pipelined, exclusive, boundary, work).await,
+            Pools::Sqlite { readers, .. } => {
+                let mut conn = readers.get().await?;
+                Ok(match boundary {
+                    Boundary::Statement => work(Tx::Sqlite(&mut conn)).await?,
+                    Boundary::Transaction => {
+                        conn.transaction(async move |conn| work(Tx::Sqlite(conn)).await)
+                            .await?
+                    }
+                })
+            }
+        }
+    }
+
+    async fn run_write<R: Send + 'static>(
+        &self,
+        boundary: Boundary,
+        work: impl for<'c> UnitOfWork<'c, R> + 'static,
+    ) -> Result<R, DbError> {
+        match &self.pools {
+            Pools::Postgres {
+                pipelined,
+                exclusive,
+            } => run_postgres(pipelined, exclusive, boundary, work).await,
+            Pools::Sqlite { writer, .. } => writer.run(boundary, work).await,
+        }
+    }
+}
+
+/// PostgreSQL runs reads and writes alike: one statement pipelined on a
+/// shared connection, a transaction on a connection of its own.
+async fn run_postgres<R: Send>(
+    pipelined: &PipelinedConnections,
+    exclusive: &ConnectionPool<AsyncPgConnection>,
+    boundary: Boundary,
+    work: impl for<'c> UnitOfWork<'c, R>,
+) -> Result<R, DbError> {
+    match boundary {
+        Boundary::Statement => {
+            let lent = pipelined.get().await?;
+            let mut conn: &AsyncPgConnection = &lent.conn;
+            let result = work(Tx::PostgresPipelined(&mut conn)).await;
+            lent.returned(&result);
+            Ok(result?)
+        }
+        Boundary::Transaction => {
+            let mut conn = exclusive.get().await?;
+            Ok(conn
+                .transaction(async move |conn| work(Tx::Postgres(conn)).await)
+                .await?)
         }
     }
 }
 
 /// Pooled SQLite connections to `path`, set up by [`sqlite::establish`].
-fn sqlite_manager<S>(
-    path: &str,
-) -> AsyncDieselConnectionManager<
-    diesel_async::sync_connection_wrapper::SyncConnectionWrapper<diesel::SqliteConnection, S>,
->
-where
-    S: diesel_async::sync_connection_wrapper::SpawnBlocking + Send + 'static,
-{
+fn sqlite_manager(path: &str) -> AsyncDieselConnectionManager<sqlite::Connection> {
     let mut config = ManagerConfig::default();
-    config.custom_setup = Box::new(|path| sqlite::establish::<S>(path).boxed());
+    config.custom_setup = Box::new(|path| sqlite::establish(path).boxed());
     AsyncDieselConnectionManager::new_with_config(path, config)
 }
 
@@ -294,18 +295,11 @@ fn is_open(conn: &mut AsyncPgConnection) -> futures_util::future::BoxFuture<'_, 
 
 /// Where a unit of work's transaction begins and ends.
 #[derive(Debug, Clone, Copy)]
-enum Boundary {
+pub(crate) enum Boundary {
     /// Around its one statement, implicitly (autocommit).
     Statement,
     /// At explicit BEGIN and COMMIT (or ROLLBACK).
     Transaction,
-}
-
-/// Whether a unit of work may write; decides which SQLite pool serves it.
-#[derive(Debug, Clone, Copy)]
-enum Access {
-    Read,
-    Write,
 }
 
 /// Why the database could not be set up.
@@ -314,4 +308,7 @@ pub enum DbOpenError {
     /// SQLite needs the path as UTF-8.
     #[error("{0}: the SQLite path must be valid UTF-8")]
     NonUtf8Path(String),
+    /// The SQLite writer's thread could not start.
+    #[error("cannot start the SQLite writer thread: {0}")]
+    WriterThread(#[source] std::io::Error),
 }

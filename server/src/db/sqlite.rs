@@ -10,17 +10,13 @@ use diesel_async::{
 };
 use futures_util::{FutureExt, future::BoxFuture};
 
-/// The writer: diesel's SQLite connection behind diesel-async's wrapper,
-/// which runs each statement on tokio's blocking threads. A write can wait
-/// for a lock (up to the busy timeout) or for a checkpoint's I/O, which must
-/// not stall an async worker.
-pub type AsyncSqliteConnection = SyncConnectionWrapper<SqliteConnection>;
-
-/// A reader: the same wrapper, but each statement runs right on the async
-/// worker that asks for it. A read in WAL mode never waits for the writer
-/// and takes microseconds, which is less than handing it to another thread
-/// and back (two context switches, most of a read's cost).
-pub type SqliteReaderConnection = SyncConnectionWrapper<SqliteConnection, OnCallingThread>;
+/// A SQLite connection: diesel's, behind diesel-async's wrapper, running
+/// each statement right on the thread that asks for it. For a reader, that
+/// is an async worker: a read in WAL mode never waits for the writer and
+/// takes microseconds, less than handing it to another thread and back (two
+/// context switches, most of a read's cost). The writer has a thread of its
+/// own ([`SqliteWriter`](super::sqlite_writer::SqliteWriter)).
+pub type Connection = SyncConnectionWrapper<SqliteConnection, OnCallingThread>;
 
 /// What every connection sets before use, in this order:
 /// - `busy_timeout` first (5 s), so that the statements below wait rather
@@ -40,13 +36,8 @@ pub const PRAGMAS: &str = "PRAGMA busy_timeout = 5000;
      PRAGMA foreign_keys = ON;";
 
 /// Opens `path` (creating the file if missing) with [`PRAGMAS`] applied.
-pub async fn establish<S>(
-    path: &str,
-) -> ConnectionResult<SyncConnectionWrapper<SqliteConnection, S>>
-where
-    S: SpawnBlocking + Send + 'static,
-{
-    let mut conn = SyncConnectionWrapper::<SqliteConnection, S>::establish(path).await?;
+pub async fn establish(path: &str) -> ConnectionResult<Connection> {
+    let mut conn = Connection::establish(path).await?;
     conn.batch_execute(PRAGMAS)
         .await
         .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;

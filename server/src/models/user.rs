@@ -23,20 +23,20 @@ pub struct User {
 
 /// A user about to be stored.
 #[derive(Debug)]
-pub struct NewUser<'a> {
-    name: &'a str,
+pub struct NewUser {
+    name: UserName,
     create_time: NaiveDateTime,
     update_time: NaiveDateTime,
 }
 
-impl<'a> NewUser<'a> {
+impl NewUser {
     /// A user named `name`, created now.
-    pub fn new(name: &'a UserName) -> Self {
+    pub fn new(name: UserName) -> Self {
         // Microseconds: the finest both backends store, so what we return is
         // exactly what a later read returns.
         let now = Utc::now().naive_utc().trunc_subsecs(6);
         Self {
-            name: name.as_str(),
+            name,
             create_time: now,
             update_time: now,
         }
@@ -57,9 +57,9 @@ impl<'a> NewUser<'a> {
     /// struct: diesel will not cache a prepared statement for a struct's
     /// insert (each column could be `DEFAULT`, changing the SQL), which
     /// costs PostgreSQL a parse on every call.
-    fn values(&self) -> NewUserValues<'a> {
+    fn values(&self) -> NewUserValues<'_> {
         (
-            users::name.eq(self.name),
+            users::name.eq(self.name.as_str()),
             users::create_time.eq(self.create_time),
             users::update_time.eq(self.update_time),
         )
@@ -122,8 +122,9 @@ mod tests {
     #[test]
     fn the_insert_is_a_statement_diesel_keeps_prepared() {
         let name = UserName::parse("name", "John".into()).unwrap();
+        let new_user = NewUser::new(name);
         let insert = diesel::insert_into(users::table)
-            .values(NewUser::new(&name).values())
+            .values(new_user.values())
             .returning(User::as_returning());
         assert_eq!(insert.is_safe_to_cache_prepared(&diesel::pg::Pg), Ok(true));
     }

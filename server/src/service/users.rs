@@ -27,10 +27,10 @@ impl UsersService {
         request: pb::CreateUserRequest,
     ) -> Result<pb::CreateUserResponse, ApiError> {
         let name = UserName::parse("name", request.name)?;
-        let new_user = NewUser::new(&name);
+        let new_user = NewUser::new(name);
         let user = self
             .db
-            .write_statement(async |mut tx| new_user.insert(&mut tx).await)
+            .write_statement(async move |mut tx| new_user.insert(&mut tx).await)
             .await?;
         Ok(pb::CreateUserResponse {
             user: Some(user.into()),
