@@ -124,7 +124,10 @@ async fn seed_load_and_ceiling_against_a_real_server() {
     let mut args = vec!["--rpc", "create", "--group", "16"];
     args.extend_from_slice(&SHORT);
     let report = ceiling(&server, &args).unwrap();
-    assert!(report.calls >= 16 && report.calls.is_multiple_of(16), "{report}");
+    assert!(
+        report.calls >= 16 && report.calls.is_multiple_of(16),
+        "{report}"
+    );
     assert!(report.ensure_no_failures().is_ok(), "{report}");
     let refused = ceiling(&server, &["--rpc", "create", "--threads", "2"]).unwrap_err();
     assert!(matches!(refused, BenchError::InvalidInput(_)), "{refused}");
