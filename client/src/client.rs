@@ -91,6 +91,11 @@ impl UsersClient {
 
     /// Stores a user named `name` and returns it with its id and timestamps.
     ///
+    /// The call carries a new request id, so the server stores the user
+    /// once however often the same call is sent again (to retry it under
+    /// your control with one request id, see
+    /// [`create_user_with_request_id`](Self::create_user_with_request_id)).
+    ///
     /// Fails with [`ClientError::InvalidArgument`] if the name is empty, only
     /// whitespace, longer than 256 characters or holds control characters.
     ///
@@ -102,15 +107,151 @@ impl UsersClient {
     /// # }
     /// ```
     pub async fn create_user(&self, name: impl Into<String>) -> Result<User, ClientError> {
-        let request = pb::CreateUserRequest { name: name.into() };
-        let response = self.inner.clone().create_user(request).await?.into_inner();
-        let user = response.user.ok_or(ClientError::MalformedResponse(
-            "CreateUser returned no user",
-        ))?;
-        User::try_from(user)
+        self.create_user_with_request_id(name, new_request_id())
+            .await
     }
 
-    /// Returns one page of the users that match `query`, in id order.
+    /// Stores a user named `name` under `request_id`, a UUID: if the server
+    /// has seen `request_id` within the last 24 hours (its setting), it
+    /// stores nothing and returns the user it created then. So a create
+    /// that failed with [`ClientError::Unavailable`] or a deadline can be
+    /// sent again with the same `request_id`, without risking a second user.
+    ///
+    /// ```no_run
+    /// # async fn run(client: users_client::UsersClient) -> Result<(), users_client::ClientError> {
+    /// let request_id = "8d7c7ed4-4e5b-4bb4-9a6c-1f0f0e1b8a3c";
+    /// let first = client.create_user_with_request_id("Ada", request_id).await?;
+    /// let again = client.create_user_with_request_id("Ada", request_id).await?;
+    /// assert_eq!(first.id, again.id);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn create_user_with_request_id(
+        &self,
+        name: impl Into<String>,
+        request_id: impl Into<String>,
+    ) -> Result<User, ClientError> {
+        let request = pb::CreateUserRequest {
+            name: name.into(),
+            request_id: request_id.into(),
+        };
+        let response = self.inner.clone().create_user(request).await?.into_inner();
+        User::from_response(response.user, "CreateUser returned no user")
+    }
+
+    /// Stores users named `names` (1 to 1000) in one transaction, all or
+    /// none, and returns them in the same order. Each entry carries a new
+    /// request id, as in [`create_user`](Self::create_user).
+    ///
+    /// Fails with [`ClientError::InvalidArgument`] naming the first bad entry
+    /// (`requests[3].name`), and stores nothing then.
+    ///
+    /// ```no_run
+    /// # async fn run(client: users_client::UsersClient) -> Result<(), users_client::ClientError> {
+    /// let users = client.batch_create_users(["Ada", "Grace", "Edsger"]).await?;
+    /// assert_eq!(users[1].name, "Grace");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn batch_create_users(
+        &self,
+        names: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Result<Vec<User>, ClientError> {
+        let requests = names
+            .into_iter()
+            .map(|name| pb::CreateUserRequest {
+                name: name.into(),
+                request_id: new_request_id(),
+            })
+            .collect();
+        let response = self
+            .inner
+            .clone()
+            .batch_create_users(pb::BatchCreateUsersRequest { requests })
+            .await?
+            .into_inner();
+        response.users.into_iter().map(User::try_from).collect()
+    }
+
+    /// The user with id `id`.
+    ///
+    /// Fails with [`ClientError::NotFound`] if there is none.
+    ///
+    /// ```no_run
+    /// # async fn run(client: users_client::UsersClient) -> Result<(), users_client::ClientError> {
+    /// let user = client.get_user(42).await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn get_user(&self, id: i64) -> Result<User, ClientError> {
+        let response = self
+            .inner
+            .clone()
+            .get_user(pb::GetUserRequest { id })
+            .await?
+            .into_inner();
+        User::from_response(response.user, "GetUser returned no user")
+    }
+
+    /// Renames the user `id` and returns it as stored now, with a new
+    /// `update_time` and `etag`. With `etag: Some(..)`, only if the user is
+    /// still as it was when that etag was read: otherwise nothing changes
+    /// and the call fails with [`ClientError::Aborted`].
+    ///
+    /// Fails with [`ClientError::NotFound`] if there is no such user, and
+    /// [`ClientError::InvalidArgument`] for a name that breaks the rules.
+    ///
+    /// ```no_run
+    /// # async fn run(client: users_client::UsersClient) -> Result<(), users_client::ClientError> {
+    /// let user = client.get_user(42).await?;
+    /// let renamed = client.rename_user(user.id, "Ada L.", Some(&user.etag)).await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn rename_user(
+        &self,
+        id: i64,
+        name: impl Into<String>,
+        etag: Option<&str>,
+    ) -> Result<User, ClientError> {
+        let request = pb::UpdateUserRequest {
+            user: Some(pb::User {
+                id,
+                name: name.into(),
+                etag: etag.unwrap_or_default().to_owned(),
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["name".to_owned()],
+            }),
+        };
+        let response = self.inner.clone().update_user(request).await?.into_inner();
+        User::from_response(response.user, "UpdateUser returned no user")
+    }
+
+    /// Deletes the user `id`; with `etag: Some(..)`, only if the user is
+    /// still as it was when that etag was read (else
+    /// [`ClientError::Aborted`], and nothing is deleted).
+    ///
+    /// Fails with [`ClientError::NotFound`] if there is no such user.
+    ///
+    /// ```no_run
+    /// # async fn run(client: users_client::UsersClient) -> Result<(), users_client::ClientError> {
+    /// client.delete_user(42, None).await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn delete_user(&self, id: i64, etag: Option<&str>) -> Result<(), ClientError> {
+        let request = pb::DeleteUserRequest {
+            id,
+            etag: etag.unwrap_or_default().to_owned(),
+        };
+        self.inner.clone().delete_user(request).await?;
+        Ok(())
+    }
+
+    /// Returns one page of the users that match `query`, in its order (ids
+    /// by default).
     ///
     /// Continue with `query.page_token(token)` while the page has a
     /// [`next_page_token`](Page::next_page_token), or let
@@ -151,8 +292,9 @@ impl UsersClient {
     }
 
     /// Every user that matches `query`, fetched a page at a time as the
-    /// stream is polled. The stream ends after the last page, or after the
-    /// first error.
+    /// stream is polled, one `FindUsers` call per page. The stream ends after
+    /// the last page, or after the first error. For large results,
+    /// [`export_users`](Self::export_users) streams them in one call.
     ///
     /// ```no_run
     /// # async fn run(client: users_client::UsersClient) -> Result<(), users_client::ClientError> {
@@ -183,6 +325,44 @@ impl UsersClient {
             .map_ok(|users| stream::iter(users.into_iter().map(Ok)))
             .try_flatten()
     }
+
+    /// Every user that matches `query`, in its order, streamed by the server
+    /// in one `ExportUsers` call: for results far larger than a page. The
+    /// server reads as fast as the stream is consumed, so neither side holds
+    /// the whole result. `query`'s page size is ignored; its page token, if
+    /// any, resumes after that page.
+    ///
+    /// ```no_run
+    /// # async fn run(client: users_client::UsersClient) -> Result<(), users_client::ClientError> {
+    /// use futures_util::TryStreamExt;
+    /// use users_client::FindUsers;
+    ///
+    /// let mut users = client.export_users(FindUsers::new().name_prefix("J")).await?;
+    /// while let Some(user) = users.try_next().await? {
+    ///     println!("{} {}", user.id, user.name);
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn export_users(
+        &self,
+        query: FindUsers,
+    ) -> Result<impl Stream<Item = Result<User, ClientError>> + Send + 'static, ClientError> {
+        let users = self
+            .inner
+            .clone()
+            .export_users(query.to_request())
+            .await?
+            .into_inner();
+        Ok(users
+            .map_err(ClientError::from)
+            .and_then(|user| std::future::ready(User::try_from(user))))
+    }
+}
+
+/// A new request id: a random (version 4) UUID.
+fn new_request_id() -> String {
+    uuid::Uuid::new_v4().to_string()
 }
 
 /// A stored user.
@@ -196,6 +376,16 @@ pub struct User {
     pub create_time: SystemTime,
     /// When the user was last changed; equal to `create_time` until then.
     pub update_time: SystemTime,
+    /// Changes on every write to the user; pass it to
+    /// [`UsersClient::rename_user`] or [`UsersClient::delete_user`] to write
+    /// only if nobody changed the user since.
+    pub etag: String,
+}
+
+impl User {
+    fn from_response(user: Option<pb::User>, missing: &'static str) -> Result<Self, ClientError> {
+        Self::try_from(user.ok_or(ClientError::MalformedResponse(missing))?)
+    }
 }
 
 impl TryFrom<pb::User> for User {
@@ -212,6 +402,7 @@ impl TryFrom<pb::User> for User {
             name: user.name,
             create_time: time(user.create_time, "user without a valid create_time")?,
             update_time: time(user.update_time, "user without a valid update_time")?,
+            etag: user.etag,
         })
     }
 }
@@ -219,21 +410,23 @@ impl TryFrom<pb::User> for User {
 /// One page of [`UsersClient::find_users`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Page {
-    /// The users of this page, in ascending id order.
+    /// The users of this page, in the query's order.
     pub users: Vec<User>,
     /// Where the next page starts; `None` on the last page.
     pub next_page_token: Option<String>,
 }
 
-/// A `FindUsers` query: filters that must all match, and where to page from.
+/// A `FindUsers` query: filters that must all match, an order, and where
+/// to page from.
 ///
-/// `FindUsers::new()` lists everyone, 50 users a page.
+/// `FindUsers::new()` lists everyone by id, 50 users a page.
 ///
 /// ```
-/// use users_client::FindUsers;
+/// use users_client::{FindUsers, SortField};
 ///
 /// let johns = FindUsers::new().name("John");
 /// let j_something = FindUsers::new().name_prefix("J").page_size(100);
+/// let newest_first = FindUsers::new().order_by(SortField::CreateTime).descending();
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FindUsers {
@@ -241,6 +434,20 @@ pub struct FindUsers {
     name_prefix: Option<String>,
     page_size: Option<u32>,
     page_token: Option<String>,
+    order_by: SortField,
+    descending: bool,
+}
+
+/// What users are sorted on; users that tie are sorted by id.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SortField {
+    /// Creation order (the default).
+    #[default]
+    Id,
+    /// Name, in code point order.
+    Name,
+    /// Creation time.
+    CreateTime,
 }
 
 impl FindUsers {
@@ -269,9 +476,22 @@ impl FindUsers {
         self
     }
 
-    /// Continue after the page that returned `token`.
+    /// Continue after the page that returned `token` (with the same
+    /// filters and order).
     pub fn page_token(mut self, token: impl Into<String>) -> Self {
         self.page_token = Some(token.into());
+        self
+    }
+
+    /// Sort on `field`, ascending unless [`descending`](Self::descending).
+    pub fn order_by(mut self, field: SortField) -> Self {
+        self.order_by = field;
+        self
+    }
+
+    /// Largest first.
+    pub fn descending(mut self) -> Self {
+        self.descending = true;
         self
     }
 
@@ -284,6 +504,15 @@ impl FindUsers {
                 .page_size
                 .map_or(0, |size| i32::try_from(size).unwrap_or(i32::MAX)),
             page_token: self.page_token.clone().unwrap_or_default(),
+            order_by: match (self.order_by, self.descending) {
+                (SortField::Id, false) => "",
+                (SortField::Id, true) => "id desc",
+                (SortField::Name, false) => "name",
+                (SortField::Name, true) => "name desc",
+                (SortField::CreateTime, false) => "create_time",
+                (SortField::CreateTime, true) => "create_time desc",
+            }
+            .to_owned(),
         }
     }
 }

@@ -1,42 +1,53 @@
 //! [`ClientError`]: what went wrong in a call, by what the caller can do about
 //! it.
 
+use std::fmt;
+
 use tonic::{Code, Status};
+use tonic_types::StatusExt;
 
 /// Why a call failed.
 ///
 /// The variants are the statuses the users service returns on purpose; any
-/// other status lands in [`ClientError::Other`]. The message is the server's
-/// explanation, meant for humans.
+/// other status lands in [`ClientError::Other`]. Each carries the server's
+/// [`ServerError`]: its message, meant for humans, and its reason (such as
+/// `INVALID_NAME` or `ETAG_MISMATCH`) and bad fields, meant for programs.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// The request was malformed (an invalid name, a negative page size, a
-    /// page token that the server did not issue). Retrying won't help.
+    /// page token that the server did not issue). Retrying won't help; see
+    /// [`ServerError::field_violations`] for which fields.
     #[error("invalid argument: {0}")]
-    InvalidArgument(String),
+    InvalidArgument(ServerError),
     /// The thing the request refers to does not exist.
     #[error("not found: {0}")]
-    NotFound(String),
+    NotFound(ServerError),
     /// The thing the request would create exists already.
     #[error("already exists: {0}")]
-    AlreadyExists(String),
-    /// The system is not in a state that allows the call.
+    AlreadyExists(ServerError),
+    /// The system is not in a state that allows the call (such as a
+    /// request id reused for another user).
     #[error("failed precondition: {0}")]
-    FailedPrecondition(String),
+    FailedPrecondition(ServerError),
+    /// A conditional write found the user changed since its etag was read:
+    /// read it again, then decide.
+    #[error("aborted: {0}")]
+    Aborted(ServerError),
     /// The service or its database can't be reached right now; worth retrying
-    /// later (a retried create may store a second user).
+    /// later (creates from this client carry a request id, so a retried
+    /// create never stores a second user).
     #[error("unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(ServerError),
     /// The call took longer than its deadline.
     #[error("deadline exceeded: {0}")]
-    DeadlineExceeded(String),
+    DeadlineExceeded(ServerError),
     /// Any other status, such as INTERNAL.
-    #[error("{code:?}: {message}")]
+    #[error("{code:?}: {error}")]
     Other {
         /// The gRPC status code.
         code: Code,
-        /// The server's message.
-        message: String,
+        /// What the server said.
+        error: ServerError,
     },
     /// The endpoint URL is invalid or the first connection failed.
     #[error("cannot connect to {endpoint}: {}", causes(source))]
@@ -52,6 +63,35 @@ pub enum ClientError {
     MalformedResponse(&'static str),
 }
 
+/// What the server said about a failed call.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServerError {
+    /// For humans: what went wrong and what to do.
+    pub message: String,
+    /// For programs: why, in UPPER_SNAKE (`google.rpc.ErrorInfo.reason`),
+    /// such as `INVALID_NAME`, `USER_NOT_FOUND`, `ETAG_MISMATCH`. Empty if
+    /// the status carried none (it came from a proxy, say).
+    pub reason: String,
+    /// For invalid requests: each bad field (`requests[3].name`) and what is
+    /// wrong with it (`google.rpc.BadRequest`).
+    pub field_violations: Vec<FieldViolation>,
+}
+
+impl fmt::Display for ServerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// One bad field of a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldViolation {
+    /// The field's path, such as `name` or `requests[3].request_id`.
+    pub field: String,
+    /// What is wrong with it.
+    pub description: String,
+}
+
 impl ClientError {
     /// The gRPC status code behind this error, if the server (or the channel)
     /// produced one.
@@ -61,25 +101,68 @@ impl ClientError {
             Self::NotFound(_) => Some(Code::NotFound),
             Self::AlreadyExists(_) => Some(Code::AlreadyExists),
             Self::FailedPrecondition(_) => Some(Code::FailedPrecondition),
+            Self::Aborted(_) => Some(Code::Aborted),
             Self::Unavailable(_) => Some(Code::Unavailable),
             Self::DeadlineExceeded(_) => Some(Code::DeadlineExceeded),
             Self::Other { code, .. } => Some(*code),
             Self::Connect { .. } | Self::MalformedResponse(_) => None,
         }
     }
+
+    /// What the server said, if this error came from a status.
+    pub fn server_error(&self) -> Option<&ServerError> {
+        match self {
+            Self::InvalidArgument(error)
+            | Self::NotFound(error)
+            | Self::AlreadyExists(error)
+            | Self::FailedPrecondition(error)
+            | Self::Aborted(error)
+            | Self::Unavailable(error)
+            | Self::DeadlineExceeded(error)
+            | Self::Other { error, .. } => Some(error),
+            Self::Connect { .. } | Self::MalformedResponse(_) => None,
+        }
+    }
+
+    /// The server's reason (`INVALID_NAME`, `ETAG_MISMATCH`, ...), if any.
+    pub fn reason(&self) -> Option<&str> {
+        self.server_error()
+            .map(|error| error.reason.as_str())
+            .filter(|reason| !reason.is_empty())
+    }
 }
 
 impl From<Status> for ClientError {
     fn from(status: Status) -> Self {
-        let message = status.message().to_owned();
+        let details = status.get_error_details();
+        let error = ServerError {
+            message: status.message().to_owned(),
+            reason: details
+                .error_info()
+                .map(|info| info.reason.clone())
+                .unwrap_or_default(),
+            field_violations: details
+                .bad_request()
+                .map(|bad| {
+                    bad.field_violations
+                        .iter()
+                        .map(|violation| FieldViolation {
+                            field: violation.field.clone(),
+                            description: violation.description.clone(),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+        };
         match status.code() {
-            Code::InvalidArgument => Self::InvalidArgument(message),
-            Code::NotFound => Self::NotFound(message),
-            Code::AlreadyExists => Self::AlreadyExists(message),
-            Code::FailedPrecondition => Self::FailedPrecondition(message),
-            Code::Unavailable => Self::Unavailable(message),
-            Code::DeadlineExceeded => Self::DeadlineExceeded(message),
-            code => Self::Other { code, message },
+            Code::InvalidArgument => Self::InvalidArgument(error),
+            Code::NotFound => Self::NotFound(error),
+            Code::AlreadyExists => Self::AlreadyExists(error),
+            Code::FailedPrecondition => Self::FailedPrecondition(error),
+            Code::Aborted => Self::Aborted(error),
+            Code::Unavailable => Self::Unavailable(error),
+            Code::DeadlineExceeded => Self::DeadlineExceeded(error),
+            code => Self::Other { code, error },
         }
     }
 }
@@ -113,9 +196,33 @@ mod tests {
     }
 
     #[test]
-    fn the_server_message_is_kept() {
-        let error = ClientError::from(Status::invalid_argument("name is empty"));
-        assert!(matches!(&error, ClientError::InvalidArgument(m) if m == "name is empty"));
-        assert_eq!(error.to_string(), "invalid argument: name is empty");
+    fn the_server_message_reason_and_fields_are_kept() {
+        use tonic_types::ErrorDetails;
+
+        let mut details = ErrorDetails::with_error_info(
+            "INVALID_NAME",
+            "users.v1",
+            std::collections::HashMap::new(),
+        );
+        details.add_bad_request_violation("name", "must not be empty");
+        let status =
+            Status::with_error_details(Code::InvalidArgument, "name must not be empty", details);
+        let error = ClientError::from(status);
+        assert_eq!(
+            error.to_string(),
+            "invalid argument: name must not be empty"
+        );
+        assert_eq!(error.reason(), Some("INVALID_NAME"));
+        assert_eq!(
+            error.server_error().unwrap().field_violations,
+            [FieldViolation {
+                field: "name".into(),
+                description: "must not be empty".into()
+            }]
+        );
+
+        let bare = ClientError::from(Status::unavailable("no route"));
+        assert_eq!(bare.reason(), None);
+        assert!(bare.server_error().unwrap().field_violations.is_empty());
     }
 }

@@ -26,10 +26,10 @@ pub mod client;
 pub mod error;
 pub mod pb;
 
-pub use client::{FindUsers, Page, User, UsersClient};
+pub use client::{FindUsers, Page, SortField, User, UsersClient};
 
 /// The README's Rust examples, compiled as doctests so they stay true.
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]
 struct ReadmeExamples;
-pub use error::ClientError;
+pub use error::{ClientError, FieldViolation, ServerError};

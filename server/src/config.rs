@@ -35,6 +35,21 @@ pub struct Config {
     /// schema is behind instead.
     #[arg(long, env = "USERS_SKIP_MIGRATIONS")]
     pub skip_migrations: bool,
+
+    /// How long a create's `request_id` is remembered: a retry within this
+    /// time returns the user the first call created, e.g. `24h` or `30m`.
+    #[arg(long, env = "USERS_REQUEST_ID_TTL", default_value = "24h",
+          value_parser = parse_ttl)]
+    pub request_id_ttl: Duration,
+}
+
+/// A positive duration.
+fn parse_ttl(text: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(text) {
+        Ok(ttl) if ttl.is_zero() => Err("must be longer than 0".to_owned()),
+        Ok(ttl) => Ok(ttl),
+        Err(error) => Err(error.to_string()),
+    }
 }
 
 impl Config {
@@ -46,6 +61,7 @@ impl Config {
             pool_size: 8,
             pool_timeout: Duration::from_secs(5),
             skip_migrations: false,
+            request_id_ttl: Duration::from_secs(24 * 60 * 60),
         }
     }
 }

@@ -1,10 +1,21 @@
 //! [`ApiError`]: every way a call can fail, and the one place where each
 //! becomes a gRPC status.
+//!
+//! Every status carries a `google.rpc.ErrorInfo` (AIP-193) with a reason in
+//! UPPER_SNAKE and the domain [`ERROR_DOMAIN`], so that programs branch on
+//! the reason rather than on the message; invalid requests also carry a
+//! `google.rpc.BadRequest` naming the field.
 
-use tonic::Status;
+use std::collections::HashMap;
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::db::DbError;
 use crate::domain::Invalid;
+
+/// The `ErrorInfo.domain` of every error this service returns.
+pub const ERROR_DOMAIN: &str = "users.v1";
 
 /// Why a call failed.
 #[derive(Debug, thiserror::Error)]
@@ -12,6 +23,34 @@ pub enum ApiError {
     /// The request breaks the API's rules; the message is for the caller.
     #[error(transparent)]
     InvalidArgument(#[from] Invalid),
+    /// No user has this id.
+    #[error("no user has id {id}")]
+    UserNotFound {
+        /// The id asked for.
+        id: i64,
+    },
+    /// The user created under a request id has been deleted since.
+    #[error("user {id}, created by this request_id, has been deleted since")]
+    CreatedUserDeleted {
+        /// Its id.
+        id: i64,
+    },
+    /// A conditional write found the user changed since its etag was read.
+    #[error("user {id} has changed since this etag was read; read it again and retry")]
+    EtagMismatch {
+        /// The user's id.
+        id: i64,
+    },
+    /// A request id came back with another request.
+    #[error(
+        "{field} {request_id} was already used to create a user named differently; use a new request_id for a new user"
+    )]
+    RequestIdReused {
+        /// Where it was (`request_id`, `requests[3].request_id`).
+        field: String,
+        /// The id.
+        request_id: String,
+    },
     /// The database is down, unreachable, or too busy; worth retrying.
     #[error("database unavailable: {0}")]
     Unavailable(#[source] DbError),
@@ -33,16 +72,106 @@ impl From<DbError> for ApiError {
 /// Database details go to the log, never to the caller.
 impl From<ApiError> for Status {
     fn from(error: ApiError) -> Self {
-        match error {
-            ApiError::InvalidArgument(Invalid(message)) => Status::invalid_argument(message),
+        let (code, reason, message, metadata) = match &error {
+            ApiError::InvalidArgument(invalid) => {
+                let mut details = ErrorDetails::with_error_info(
+                    invalid.reason,
+                    ERROR_DOMAIN,
+                    HashMap::from([("field".to_owned(), invalid.field.clone())]),
+                );
+                details.add_bad_request_violation(&invalid.field, &invalid.description);
+                return Status::with_error_details(
+                    Code::InvalidArgument,
+                    invalid.to_string(),
+                    details,
+                );
+            }
+            ApiError::UserNotFound { id } | ApiError::CreatedUserDeleted { id } => (
+                Code::NotFound,
+                "USER_NOT_FOUND",
+                error.to_string(),
+                HashMap::from([("id".to_owned(), id.to_string())]),
+            ),
+            ApiError::EtagMismatch { id } => (
+                Code::Aborted,
+                "ETAG_MISMATCH",
+                error.to_string(),
+                HashMap::from([("id".to_owned(), id.to_string())]),
+            ),
+            ApiError::RequestIdReused { field, request_id } => (
+                Code::FailedPrecondition,
+                "REQUEST_ID_REUSED",
+                error.to_string(),
+                HashMap::from([
+                    ("field".to_owned(), field.clone()),
+                    ("request_id".to_owned(), request_id.clone()),
+                ]),
+            ),
             ApiError::Unavailable(source) => {
                 tracing::warn!(error = %source, "database unavailable");
-                Status::unavailable("the database is unavailable; try again later")
+                (
+                    Code::Unavailable,
+                    "DATABASE_UNAVAILABLE",
+                    "the database is unavailable; try again later".to_owned(),
+                    HashMap::new(),
+                )
             }
             ApiError::Internal(source) => {
                 tracing::error!(error = %source, "internal error");
-                Status::internal("internal error")
+                (
+                    Code::Internal,
+                    "INTERNAL",
+                    "internal error".to_owned(),
+                    HashMap::new(),
+                )
             }
-        }
+        };
+        Status::with_error_details(
+            code,
+            message,
+            ErrorDetails::with_error_info(reason, ERROR_DOMAIN, metadata),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_arguments_name_the_field_and_the_reason() {
+        let status = Status::from(ApiError::from(Invalid::new(
+            "requests[3].name",
+            "INVALID_NAME",
+            "must not be empty",
+        )));
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert_eq!(status.message(), "requests[3].name must not be empty");
+        let info = status.get_details_error_info().unwrap();
+        assert_eq!(info.reason, "INVALID_NAME");
+        assert_eq!(info.domain, ERROR_DOMAIN);
+        let bad = status.get_details_bad_request().unwrap();
+        assert_eq!(bad.field_violations.len(), 1);
+        assert_eq!(bad.field_violations[0].field, "requests[3].name");
+        assert_eq!(bad.field_violations[0].description, "must not be empty");
+    }
+
+    #[test]
+    fn database_errors_say_nothing_of_the_database() {
+        let error = DbError::Query(diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::Unknown,
+            Box::new("relation \"users\" does not exist".to_owned()),
+        ));
+        let status = Status::from(ApiError::from(error));
+        assert_eq!(status.code(), Code::Internal);
+        assert_eq!(status.message(), "internal error");
+        assert_eq!(status.get_details_error_info().unwrap().reason, "INTERNAL");
+
+        let status = Status::from(ApiError::from(DbError::PoolTimedOut));
+        assert_eq!(status.code(), Code::Unavailable);
+        assert_eq!(
+            status.get_details_error_info().unwrap().reason,
+            "DATABASE_UNAVAILABLE"
+        );
     }
 }

@@ -1,7 +1,7 @@
 //! [`Application`]: builds the server from a [`Config`] and runs it until a
 //! shutdown signal.
 
-use std::{future::Future, net::SocketAddr};
+use std::{future::Future, net::SocketAddr, time::Duration};
 
 use tokio::net::TcpListener;
 use tonic::transport::{Server, server::TcpIncoming};
@@ -14,13 +14,14 @@ use crate::db::{
     migrations::{self, MigrationError},
     url::{DatabaseUrl, UrlError},
 };
-use crate::service::UsersService;
+use crate::service::{UsersService, forget_expired_request_ids};
 
 /// A server with its database ready and its socket bound, not yet serving.
 #[derive(Debug)]
 pub struct Application {
     listener: TcpListener,
     db: Database,
+    request_id_ttl: Duration,
 }
 
 /// Why the server could not start, or stopped with an error.
@@ -94,7 +95,11 @@ impl Application {
                     addr: config.listen,
                     source,
                 })?;
-        Ok(Self { listener, db })
+        Ok(Self {
+            listener,
+            db,
+            request_id_ttl: config.request_id_ttl,
+        })
     }
 
     /// The address actually bound (useful with port 0).
@@ -121,6 +126,9 @@ impl Application {
             tonic_reflection::server::Builder::configure()
                 .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
                 .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+                // google.rpc.ErrorInfo and BadRequest, so that tools such as
+                // grpcurl can print the details of our errors.
+                .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
         };
         let reflection_v1 = reflection().build_v1()?;
         let reflection_v1alpha = reflection().build_v1alpha()?;
@@ -130,13 +138,22 @@ impl Application {
         let incoming = TcpIncoming::from(self.listener).with_nodelay(Some(true));
         tracing::info!(%addr, database = %self.db.url(), "serving users.v1.UserService");
 
-        Server::builder()
+        let purge = tokio::spawn(forget_expired_request_ids(
+            self.db.clone(),
+            self.request_id_ttl,
+        ));
+        let served = Server::builder()
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
-            .add_service(UserServiceServer::new(UsersService::new(self.db)))
+            .add_service(UserServiceServer::new(UsersService::new(
+                self.db,
+                self.request_id_ttl,
+            )))
             .serve_with_incoming_shutdown(incoming, stop_serving(shutdown, health))
-            .await?;
+            .await;
+        purge.abort();
+        served?;
         tracing::info!("stopped");
         Ok(())
     }

@@ -1,27 +1,15 @@
 //! The `users-server` binary as an operator meets it: flags, exit codes,
 //! error lines, signals.
 
+mod support;
+
 use std::{
-    io::{BufRead, BufReader},
-    process::{Child, Command, Output, Stdio},
-    sync::mpsc,
-    thread,
+    process::{Command, Output},
     time::Duration,
 };
 
+use support::{server, start};
 use users_client::UsersClient;
-
-fn server() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_users-server"));
-    command
-        .env_remove("DATABASE_URL")
-        .env_remove("USERS_LISTEN")
-        .env_remove("USERS_POOL_SIZE")
-        .env_remove("USERS_POOL_TIMEOUT")
-        .env_remove("USERS_SKIP_MIGRATIONS")
-        .env("RUST_LOG", "info");
-    command
-}
 
 /// Runs the server with `args` until it exits; it must exit on its own.
 fn run_to_exit(args: &[&str]) -> Output {
@@ -92,45 +80,6 @@ fn an_address_in_use_is_a_one_line_error_and_exit_code_2() {
 }
 
 /// A server started in a temporary working directory, with its log lines.
-struct Running {
-    child: Child,
-    addr: String,
-    log: mpsc::Receiver<String>,
-    dir: tempfile::TempDir,
-}
-
-fn start(args: &[&str]) -> Running {
-    let dir = tempfile::tempdir().unwrap();
-    let mut child = server()
-        .args(["--listen", "127.0.0.1:0"])
-        .args(args)
-        .current_dir(dir.path())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (lines, log) = mpsc::channel();
-    let stderr = BufReader::new(child.stderr.take().unwrap());
-    thread::spawn(move || {
-        for line in stderr.lines().map_while(Result::ok) {
-            let _ = lines.send(line);
-        }
-    });
-    let addr = loop {
-        let line = log
-            .recv_timeout(Duration::from_secs(30))
-            .expect("the server logs where it serves");
-        if let Some((_, rest)) = line.split_once("addr=") {
-            break rest.split_whitespace().next().unwrap().to_owned();
-        }
-    };
-    Running {
-        child,
-        addr,
-        log,
-        dir,
-    }
-}
-
 #[tokio::test]
 async fn sigterm_stops_the_server_gracefully_with_exit_code_0() {
     let mut server = start(&[]);

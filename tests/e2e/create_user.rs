@@ -91,8 +91,10 @@ async fn invalid_names_are_refused_with_invalid_argument_and_nothing_is_stored(b
     ];
     for (name, expected) in cases {
         match app.client.create_user(name.as_str()).await {
-            Err(ClientError::InvalidArgument(message)) => {
-                assert!(message.contains(expected), "{name:?}: {message}")
+            Err(ClientError::InvalidArgument(error)) => {
+                assert!(error.message.contains(expected), "{name:?}: {error}");
+                assert_eq!(error.reason, "INVALID_NAME");
+                assert_eq!(error.field_violations[0].field, "name");
             }
             other => panic!("{name:?}: expected INVALID_ARGUMENT, got {other:?}"),
         }

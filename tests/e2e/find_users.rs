@@ -145,7 +145,7 @@ async fn bad_requests_are_invalid_argument(backend: Backend) {
                 page_token: "not-a-token".into(),
                 ..Default::default()
             },
-            "page_token is not one this server issued",
+            "page_token was not issued for this name, name_prefix and order_by",
         ),
         (
             FindUsersRequest {
@@ -153,7 +153,7 @@ async fn bad_requests_are_invalid_argument(backend: Backend) {
                 page_token: john_token.clone(),
                 ..Default::default()
             },
-            "page_token is not one this server issued",
+            "page_token was not issued for this name, name_prefix and order_by",
         ),
         (
             FindUsersRequest {
@@ -161,7 +161,7 @@ async fn bad_requests_are_invalid_argument(backend: Backend) {
                 name: "John".into(),
                 ..Default::default()
             },
-            "page_token is not one this server issued",
+            "page_token was not issued for this name, name_prefix and order_by",
         ),
         (
             FindUsersRequest {
@@ -189,8 +189,8 @@ async fn bad_requests_are_invalid_argument(backend: Backend) {
         let description = format!("{request:?}");
         let status = app.client.raw().find_users(request).await.unwrap_err();
         match ClientError::from(status) {
-            ClientError::InvalidArgument(message) => {
-                assert!(message.contains(expected), "{description}: {message}")
+            ClientError::InvalidArgument(error) => {
+                assert!(error.message.contains(expected), "{description}: {error}")
             }
             other => panic!("{description}: expected INVALID_ARGUMENT, got {other:?}"),
         }

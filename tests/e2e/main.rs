@@ -29,8 +29,13 @@ macro_rules! on_backend {
     };
 }
 
+mod batch_create;
+mod change_user;
 mod create_user;
+mod export;
 mod find_users;
 mod operations;
+mod ordering;
 mod paging;
 mod readme;
+mod request_ids;

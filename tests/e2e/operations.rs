@@ -119,8 +119,12 @@ async fn a_database_that_went_away_is_unavailable_without_details(backend: Backe
                 .await
                 .expect("fails fast, does not hang");
         match created {
-            Err(ClientError::Unavailable(message)) => {
-                assert_eq!(message, "the database is unavailable; try again later")
+            Err(ClientError::Unavailable(error)) => {
+                assert_eq!(
+                    error.message,
+                    "the database is unavailable; try again later"
+                );
+                assert_eq!(error.reason, "DATABASE_UNAVAILABLE");
             }
             other => panic!("expected UNAVAILABLE, got {other:?}"),
         }
@@ -175,6 +179,7 @@ async fn a_call_cancelled_while_it_waits_is_all_or_nothing_and_the_pool_recovers
     // server drops the call.
     let mut request = tonic::Request::new(CreateUserRequest {
         name: "cancelled".into(),
+        request_id: String::new(),
     });
     request.set_timeout(Duration::from_millis(200));
     let status = app.client.raw().create_user(request).await.unwrap_err();

@@ -10,27 +10,13 @@ use std::{
 
 use futures_util::{TryStreamExt, future::join_all};
 use users_client::{FindUsers, User, UsersClient};
-use users_tests::{Backend, spawn_app};
+use users_tests::{Backend, all_pages, spawn_app};
 
 on_every_backend!(
     pages_hold_every_user_once_in_id_order,
     page_size_zero_means_50_and_sizes_above_1000_mean_1000,
     paging_while_users_are_created_never_skips_or_repeats,
 );
-
-/// Follows `next_page_token` to the end; returns the pages.
-async fn all_pages(client: &UsersClient, query: FindUsers) -> Vec<Vec<User>> {
-    let mut pages = Vec::new();
-    let mut next = Some(query.clone());
-    while let Some(query) = next.take() {
-        let page = client.find_users(&query).await.unwrap();
-        next = page
-            .next_page_token
-            .map(|token| query.clone().page_token(token));
-        pages.push(page.users);
-    }
-    pages
-}
 
 async fn create_many(client: &UsersClient, prefix: &str, count: usize) -> Vec<User> {
     // 50 at a time: fast, without flooding a small pool.

@@ -36,13 +36,14 @@ async fn every_grpcurl_line_of_the_readme_works() {
 
     let app = spawn_app(Backend::Sqlite).await;
     let addr = app.addr.to_string();
-    for line in lines {
+    let run = |line: &str| {
         let command = line.replace("127.0.0.1:50051", &addr);
-        let output = tokio::task::spawn_blocking(move || {
+        tokio::task::spawn_blocking(move || {
             Command::new("sh").args(["-c", &command]).output().unwrap()
         })
-        .await
-        .unwrap();
+    };
+    for line in &lines {
+        let output = run(line).await.unwrap();
         let stdout = String::from_utf8_lossy(&output.stdout);
         assert!(
             output.status.success(),
@@ -52,8 +53,14 @@ async fn every_grpcurl_line_of_the_readme_works() {
         let expected = match () {
             _ if line.ends_with(" list") => "users.v1.UserService",
             _ if line.contains(" describe ") => "rpc CreateUser",
+            _ if line.contains("request_id") => r#""name": "Jane""#,
             _ if line.contains("/CreateUser") => r#""name": "John""#,
             _ if line.contains("/FindUsers") => r#""name": "John""#,
+            _ if line.contains("/GetUser") => r#""name": "John""#,
+            _ if line.contains("/UpdateUser") => r#""etag": "2""#,
+            _ if line.contains("/BatchCreateUsers") => r#""name": "Grace""#,
+            _ if line.contains("/ExportUsers") => r#""name": "Johnny""#,
+            _ if line.contains("/DeleteUser") => "{",
             _ if line.contains("Health/Check") => r#""status": "SERVING""#,
             _ => panic!("no expectation for a new README line; add one: {line}"),
         };
@@ -61,5 +68,17 @@ async fn every_grpcurl_line_of_the_readme_works() {
             stdout.contains(expected),
             "{line}\nexpected {expected:?} in:\n{stdout}"
         );
+    }
+
+    // What the README says of sending two of them again.
+    let line = |rpc: &str| lines.iter().find(|line| line.contains(rpc)).unwrap();
+    let jane = run(line("request_id")).await.unwrap();
+    let jane = String::from_utf8_lossy(&jane.stdout);
+    assert!(jane.contains(r#""id": "2""#), "the same Jane: {jane}");
+    let stale = run(line("/UpdateUser")).await.unwrap();
+    let stderr = String::from_utf8_lossy(&stale.stderr);
+    assert!(!stale.status.success());
+    for printed in ["Code: Aborted", r#""reason":"ETAG_MISMATCH""#] {
+        assert!(stderr.contains(printed), "{printed:?} in:\n{stderr}");
     }
 }

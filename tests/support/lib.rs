@@ -7,7 +7,7 @@ mod database;
 use std::net::SocketAddr;
 
 use tokio::{sync::oneshot, task::JoinHandle};
-use users_client::UsersClient;
+use users_client::{FindUsers, User, UsersClient};
 use users_server::{Application, Config, StartupError};
 
 pub use database::{Backend, POSTGRES_URL_VAR, TestDatabase, WriteLock};
@@ -29,6 +29,20 @@ pub struct TestApp {
 struct RunningServer {
     stop: oneshot::Sender<()>,
     task: JoinHandle<Result<(), StartupError>>,
+}
+
+/// Every page of `query`, following `next_page_token` to the end.
+pub async fn all_pages(client: &UsersClient, query: FindUsers) -> Vec<Vec<User>> {
+    let mut pages = Vec::new();
+    let mut next = Some(query);
+    while let Some(query) = next.take() {
+        let page = client.find_users(&query).await.unwrap();
+        next = page
+            .next_page_token
+            .map(|token| query.clone().page_token(token));
+        pages.push(page.users);
+    }
+    pages
 }
 
 /// Starts a server on `backend` with default settings.

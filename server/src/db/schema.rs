@@ -14,5 +14,18 @@ diesel::table! {
         create_time -> Timestamp,
         /// UTC.
         update_time -> Timestamp,
+        /// Starts at 1, incremented by every write; the user's etag.
+        revision -> BigInt,
+    }
+}
+
+diesel::table! {
+    /// Request ids of recent creates (see the migration).
+    create_requests (request_id) {
+        request_id -> Text,
+        name -> Text,
+        user_id -> BigInt,
+        /// UTC.
+        create_time -> Timestamp,
     }
 }

@@ -341,7 +341,7 @@ mod tests {
 
     use crate::db::{Database, DbError, PoolOptions, Tx, migrations, on_backend, schema::users};
     use crate::domain::UserName;
-    use crate::models::{NewUser, User};
+    use crate::models::{NewUser, User, now};
 
     /// A fresh SQLite database in a directory that lives as long as the
     /// returned guard.
@@ -358,7 +358,7 @@ mod tests {
     }
 
     async fn insert(tx: &mut Tx<'_>, name: &str) -> QueryResult<User> {
-        NewUser::new(UserName::parse("name", name.to_owned()).unwrap())
+        NewUser::new(UserName::parse("name", name.to_owned()).unwrap(), now())
             .insert(tx)
             .await
     }

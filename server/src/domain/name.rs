@@ -5,6 +5,9 @@ use super::Invalid;
 /// Longest name, in characters (Unicode scalar values, not bytes).
 pub const MAX_NAME_CHARS: usize = 256;
 
+/// The reason of every error about a name.
+const REASON: &str = "INVALID_NAME";
+
 /// A valid user name: 1 to 256 characters, not only whitespace, no control
 /// characters. Kept exactly as given.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,11 +18,11 @@ impl UserName {
     /// field in the error message.
     pub fn parse(field: &str, name: String) -> Result<Self, Invalid> {
         if name.is_empty() {
-            return Err(Invalid(format!("{field} must not be empty")));
+            return Err(Invalid::new(field, REASON, "must not be empty"));
         }
-        check_text(field, &name)?;
+        check_text(field, REASON, &name)?;
         if name.chars().all(char::is_whitespace) {
-            return Err(Invalid(format!("{field} must not be only whitespace")));
+            return Err(Invalid::new(field, REASON, "must not be only whitespace"));
         }
         Ok(Self(name))
     }
@@ -41,7 +44,7 @@ impl NamePrefix {
         if prefix.is_empty() {
             return Ok(None);
         }
-        check_text(field, &prefix)?;
+        check_text(field, "INVALID_NAME_PREFIX", &prefix)?;
         Ok(Some(Self(prefix)))
     }
 
@@ -77,19 +80,25 @@ impl NamePrefix {
 }
 
 /// The rules shared by names and prefixes: length and control characters.
-fn check_text(field: &str, text: &str) -> Result<(), Invalid> {
+fn check_text(field: &str, reason: &'static str, text: &str) -> Result<(), Invalid> {
     let chars = text.chars().count();
     if chars > MAX_NAME_CHARS {
-        return Err(Invalid(format!(
-            "{field} is {chars} characters long; at most {MAX_NAME_CHARS} are allowed"
-        )));
+        return Err(Invalid::new(
+            field,
+            reason,
+            format!("is {chars} characters long; at most {MAX_NAME_CHARS} are allowed"),
+        ));
     }
     if let Some((at, c)) = text.chars().enumerate().find(|(_, c)| c.is_control()) {
-        return Err(Invalid(format!(
-            "{field} must not contain control characters (found U+{:04X} at character {})",
-            u32::from(c),
-            at + 1
-        )));
+        return Err(Invalid::new(
+            field,
+            reason,
+            format!(
+                "must not contain control characters (found U+{:04X} at character {})",
+                u32::from(c),
+                at + 1
+            ),
+        ));
     }
     Ok(())
 }
@@ -99,7 +108,7 @@ mod tests {
     use super::*;
 
     fn name(text: &str) -> Result<UserName, String> {
-        UserName::parse("name", text.to_owned()).map_err(|Invalid(message)| message)
+        UserName::parse("name", text.to_owned()).map_err(|invalid| invalid.to_string())
     }
 
     #[test]

@@ -2,6 +2,8 @@
 //! Queries run on a [`Tx`](crate::db::Tx), inside a unit of work, and
 //! return diesel's `QueryResult`.
 
+mod create_request;
 mod user;
 
-pub use user::{NewUser, User};
+pub use create_request::CreateRequest;
+pub use user::{NewUser, User, Written, now};

@@ -5,7 +5,7 @@ use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
 use crate::db::{Tx, on_backend, schema::users};
-use crate::domain::{NameMatch, UserName};
+use crate::domain::{After, Etag, NameMatch, OrderBy, SortField, UserId, UserName};
 
 /// A stored user.
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
@@ -19,6 +19,8 @@ pub struct User {
     pub create_time: NaiveDateTime,
     /// UTC.
     pub update_time: NaiveDateTime,
+    /// Incremented by every write.
+    pub revision: i64,
 }
 
 /// A user about to be stored.
@@ -29,12 +31,15 @@ pub struct NewUser {
     update_time: NaiveDateTime,
 }
 
+/// The time now, UTC, in microseconds: the finest every backend stores, so
+/// that what a write returns is exactly what a later read returns.
+pub fn now() -> NaiveDateTime {
+    Utc::now().naive_utc().trunc_subsecs(6)
+}
+
 impl NewUser {
-    /// A user named `name`, created now.
-    pub fn new(name: UserName) -> Self {
-        // Microseconds: the finest both backends store, so what we return is
-        // exactly what a later read returns.
-        let now = Utc::now().naive_utc().trunc_subsecs(6);
+    /// A user named `name`, created at `now` (see [`now()`]).
+    pub fn new(name: UserName, now: NaiveDateTime) -> Self {
         Self {
             name,
             create_time: now,
@@ -72,43 +77,193 @@ type NewUserValues<'a> = (
     diesel::dsl::Eq<users::update_time, NaiveDateTime>,
 );
 
+/// What a conditional write found.
+#[derive(Debug)]
+pub enum Written<T> {
+    /// Done.
+    Done(T),
+    /// No user has that id.
+    Missing,
+    /// The user has changed since the etag was read; nothing was written.
+    Stale,
+}
+
 impl User {
-    /// Up to `limit` users whose names match, with ids above `after_id`, in
-    /// id order.
+    /// The user's etag.
+    pub fn etag(&self) -> Etag {
+        Etag::of(self.revision)
+    }
+
+    /// Where a listing in `field` order continues after this user.
+    pub fn position(&self, field: SortField) -> After {
+        match field {
+            SortField::Id => After::Id(self.id),
+            SortField::Name => After::Name(self.name.clone(), self.id),
+            SortField::CreateTime => After::CreateTime(self.create_time, self.id),
+        }
+    }
+
+    /// The users with these ids that exist, in no order.
+    pub async fn get_many(tx: &mut Tx<'_>, ids: &[i64]) -> QueryResult<Vec<User>> {
+        on_backend!(tx, |conn| {
+            users::table
+                .filter(users::id.eq_any(ids))
+                .select(User::as_select())
+                .load(conn)
+                .await
+        })
+    }
+
+    /// The user with this id, if any.
+    pub async fn get(tx: &mut Tx<'_>, id: UserId) -> QueryResult<Option<User>> {
+        on_backend!(tx, |conn| {
+            users::table
+                .find(id.get())
+                .select(User::as_select())
+                .first(conn)
+                .await
+                .optional()
+        })
+    }
+
+    /// Renames the user `id`, if `expected` is its etag (or `None`): moves
+    /// `update_time` to `now` and increments the revision.
+    pub async fn rename(
+        tx: &mut Tx<'_>,
+        id: UserId,
+        expected: Option<Etag>,
+        name: &UserName,
+        now: NaiveDateTime,
+    ) -> QueryResult<Written<User>> {
+        let changes = (
+            users::name.eq(name.as_str()),
+            users::update_time.eq(now),
+            users::revision.eq(users::revision + 1),
+        );
+        let updated = on_backend!(tx, |conn| {
+            let target = users::table.filter(users::id.eq(id.get()));
+            match expected {
+                None => diesel::update(target)
+                    .set(changes)
+                    .returning(User::as_returning())
+                    .get_result(conn)
+                    .await
+                    .optional(),
+                Some(etag) => diesel::update(target.filter(users::revision.eq(etag.revision())))
+                    .set(changes)
+                    .returning(User::as_returning())
+                    .get_result(conn)
+                    .await
+                    .optional(),
+            }
+        })?;
+        match updated {
+            Some(user) => Ok(Written::Done(user)),
+            None => Self::why_not_written(tx, id).await,
+        }
+    }
+
+    /// Deletes the user `id`, if `expected` is its etag (or `None`).
+    pub async fn delete(
+        tx: &mut Tx<'_>,
+        id: UserId,
+        expected: Option<Etag>,
+    ) -> QueryResult<Written<()>> {
+        let deleted = on_backend!(tx, |conn| {
+            let target = users::table.filter(users::id.eq(id.get()));
+            match expected {
+                None => diesel::delete(target).execute(conn).await,
+                Some(etag) => {
+                    diesel::delete(target.filter(users::revision.eq(etag.revision())))
+                        .execute(conn)
+                        .await
+                }
+            }
+        })?;
+        match deleted {
+            0 => Self::why_not_written(tx, id).await,
+            _ => Ok(Written::Done(())),
+        }
+    }
+
+    /// After a conditional write matched no row: was the user missing, or
+    /// its etag stale?
+    async fn why_not_written<T>(tx: &mut Tx<'_>, id: UserId) -> QueryResult<Written<T>> {
+        let exists: bool = on_backend!(tx, |conn| {
+            diesel::select(diesel::dsl::exists(users::table.find(id.get())))
+                .get_result(conn)
+                .await
+        })?;
+        Ok(if exists {
+            Written::Stale
+        } else {
+            Written::Missing
+        })
+    }
+
+    /// Up to `limit` users whose names match, in `order`, after `after`.
     ///
-    /// Each kind of match is its own fixed SQL statement, so that diesel
-    /// caches it prepared (a boxed, dynamically built query would be
-    /// prepared anew on every call), and the `(name, id)` index serves the
-    /// filter and the order in one range scan.
+    /// Boxed queries, since the order and the page position vary; diesel
+    /// still keeps each distinct statement prepared, keyed by its SQL. The
+    /// page position is `key >= k AND (key > k OR id > i)` rather than
+    /// `(key, id) > (k, i)`, which not every backend's planner turns into an
+    /// index range: the first half bounds the scan of the `(key, id)` index,
+    /// the second skips the few rows that tie with the last one.
     pub async fn find(
         tx: &mut Tx<'_>,
         names: &NameMatch<'_>,
-        after_id: i64,
+        order: OrderBy,
+        after: Option<&After>,
         limit: i64,
     ) -> QueryResult<Vec<User>> {
         on_backend!(tx, |conn| {
-            let page = users::table
+            let mut query = users::table
                 .select(User::as_select())
-                .filter(users::id.gt(after_id))
-                .order(users::id)
-                .limit(limit);
-            match names {
-                NameMatch::Any => page.load(conn).await,
-                NameMatch::Exact(name) => page.filter(users::name.eq(name)).load(conn).await,
-                NameMatch::Prefix {
-                    from,
-                    below: Some(below),
-                } => {
-                    page.filter(users::name.ge(from))
-                        .filter(users::name.lt(below))
-                        .load(conn)
-                        .await
+                .limit(limit)
+                .into_boxed();
+            query = match names {
+                NameMatch::Any => query,
+                NameMatch::Exact(name) => query.filter(users::name.eq(*name)),
+                NameMatch::Prefix { from, below } => {
+                    let query = query.filter(users::name.ge(*from));
+                    match below {
+                        Some(below) => query.filter(users::name.lt(below.as_str())),
+                        None => query,
+                    }
                 }
-                NameMatch::Prefix { from, below: None } => {
-                    page.filter(users::name.ge(from)).load(conn).await
+                NameMatch::Nothing => return Ok(Vec::new()),
+            };
+            let descending = order.descending;
+            query = match (after, descending) {
+                (None, _) => query,
+                (Some(After::Id(id)), false) => query.filter(users::id.gt(*id)),
+                (Some(After::Id(id)), true) => query.filter(users::id.lt(*id)),
+                (Some(After::Name(name, id)), false) => query
+                    .filter(users::name.ge(name.as_str()))
+                    .filter(users::name.gt(name.as_str()).or(users::id.gt(*id))),
+                (Some(After::Name(name, id)), true) => query
+                    .filter(users::name.le(name.as_str()))
+                    .filter(users::name.lt(name.as_str()).or(users::id.lt(*id))),
+                (Some(After::CreateTime(time, id)), false) => query
+                    .filter(users::create_time.ge(*time))
+                    .filter(users::create_time.gt(*time).or(users::id.gt(*id))),
+                (Some(After::CreateTime(time, id)), true) => query
+                    .filter(users::create_time.le(*time))
+                    .filter(users::create_time.lt(*time).or(users::id.lt(*id))),
+            };
+            query = match (order.field, descending) {
+                (SortField::Id, false) => query.order(users::id.asc()),
+                (SortField::Id, true) => query.order(users::id.desc()),
+                (SortField::Name, false) => query.order((users::name.asc(), users::id.asc())),
+                (SortField::Name, true) => query.order((users::name.desc(), users::id.desc())),
+                (SortField::CreateTime, false) => {
+                    query.order((users::create_time.asc(), users::id.asc()))
                 }
-                NameMatch::Nothing => Ok(Vec::new()),
-            }
+                (SortField::CreateTime, true) => {
+                    query.order((users::create_time.desc(), users::id.desc()))
+                }
+            };
+            query.load(conn).await
         })
     }
 }
@@ -120,9 +275,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn listings_are_statements_diesel_keeps_prepared() {
+        let query = users::table
+            .select(User::as_select())
+            .filter(users::name.eq("John"))
+            .filter(users::name.gt("John").or(users::id.gt(3)))
+            .order((users::name.asc(), users::id.asc()))
+            .limit(11)
+            .into_boxed::<diesel::pg::Pg>();
+        assert_eq!(
+            QueryFragment::<diesel::pg::Pg>::is_safe_to_cache_prepared(&query, &diesel::pg::Pg),
+            Ok(true)
+        );
+    }
+
+    #[test]
     fn the_insert_is_a_statement_diesel_keeps_prepared() {
         let name = UserName::parse("name", "John".into()).unwrap();
-        let new_user = NewUser::new(name);
+        let new_user = NewUser::new(name, now());
         let insert = diesel::insert_into(users::table)
             .values(new_user.values())
             .returning(User::as_returning());

@@ -8,7 +8,7 @@ use std::{future::Future, time::Instant};
 
 use tonic::{Code, Response, Status};
 
-pub use users::UsersService;
+pub use users::{UsersService, forget_expired_request_ids};
 
 /// Runs one RPC's body: maps its error to a status (the one place that
 /// happens, [`ApiError`](crate::error::ApiError)) and logs one line with the

@@ -1,0 +1,16 @@
+-- The request ids of recent CreateUser calls (and BatchCreateUsers entries),
+-- so that a retry returns the user the first call created. Written in the
+-- same transaction as the user; purged after the server's --request-id-ttl.
+CREATE TABLE create_requests (
+    -- A UUID in canonical form (lowercase, hyphenated).
+    request_id  TEXT COLLATE "C" PRIMARY KEY,
+    -- The name asked for: a retry with another name is refused.
+    name        TEXT COLLATE "C" NOT NULL,
+    -- The user created. No foreign key: the user may be deleted while the
+    -- request id is still remembered.
+    user_id     BIGINT NOT NULL,
+    -- UTC; when the purge may drop the row.
+    create_time TIMESTAMP NOT NULL
+);
+
+CREATE INDEX create_requests_create_time_idx ON create_requests (create_time);

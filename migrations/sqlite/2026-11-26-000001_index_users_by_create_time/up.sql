@@ -1,0 +1,2 @@
+-- FindUsers ordered by create_time, paged on (create_time, id), in one scan.
+CREATE INDEX users_create_time_id_idx ON users (create_time, id);

@@ -1,0 +1,96 @@
+//! `users.v1.UserService`: each RPC's handler, by what it does.
+//!
+//! - [`create`]: CreateUser, BatchCreateUsers, request ids;
+//! - [`find`]: FindUsers, ExportUsers;
+//! - [`change`]: GetUser, UpdateUser, DeleteUser;
+//! - [`wire`]: stored users as wire users.
+
+mod change;
+mod create;
+mod find;
+mod wire;
+
+use std::time::Duration;
+
+use tonic::{Request, Response, Status};
+use users_client::pb::{self, user_service_server::UserService};
+
+use super::rpc;
+use crate::db::Database;
+
+pub use create::forget_expired_request_ids;
+
+/// Serves `users.v1.UserService` from a [`Database`].
+#[derive(Debug, Clone)]
+pub struct UsersService {
+    db: Database,
+    /// How long a create's request id is remembered.
+    request_id_ttl: Duration,
+}
+
+impl UsersService {
+    /// Serves users stored in `db`, remembering request ids for
+    /// `request_id_ttl`.
+    pub fn new(db: Database, request_id_ttl: Duration) -> Self {
+        Self { db, request_id_ttl }
+    }
+}
+
+#[tonic::async_trait]
+impl UserService for UsersService {
+    async fn create_user(
+        &self,
+        request: Request<pb::CreateUserRequest>,
+    ) -> Result<Response<pb::CreateUserResponse>, Status> {
+        rpc("CreateUser", self.create_user_inner(request.into_inner())).await
+    }
+
+    async fn find_users(
+        &self,
+        request: Request<pb::FindUsersRequest>,
+    ) -> Result<Response<pb::FindUsersResponse>, Status> {
+        rpc("FindUsers", self.find_users_inner(request.into_inner())).await
+    }
+
+    async fn get_user(
+        &self,
+        request: Request<pb::GetUserRequest>,
+    ) -> Result<Response<pb::GetUserResponse>, Status> {
+        rpc("GetUser", self.get_user_inner(request.into_inner())).await
+    }
+
+    async fn update_user(
+        &self,
+        request: Request<pb::UpdateUserRequest>,
+    ) -> Result<Response<pb::UpdateUserResponse>, Status> {
+        rpc("UpdateUser", self.update_user_inner(request.into_inner())).await
+    }
+
+    async fn delete_user(
+        &self,
+        request: Request<pb::DeleteUserRequest>,
+    ) -> Result<Response<pb::DeleteUserResponse>, Status> {
+        rpc("DeleteUser", self.delete_user_inner(request.into_inner())).await
+    }
+
+    async fn batch_create_users(
+        &self,
+        request: Request<pb::BatchCreateUsersRequest>,
+    ) -> Result<Response<pb::BatchCreateUsersResponse>, Status> {
+        rpc(
+            "BatchCreateUsers",
+            self.batch_create_users_inner(request.into_inner()),
+        )
+        .await
+    }
+
+    type ExportUsersStream = find::UserStream;
+
+    async fn export_users(
+        &self,
+        request: Request<pb::FindUsersRequest>,
+    ) -> Result<Response<Self::ExportUsersStream>, Status> {
+        let stream = self.export_users_inner(request.into_inner());
+        rpc("ExportUsers", std::future::ready(stream)).await
+    }
+}
