@@ -4,4 +4,4 @@
 -- page follows. The limit is bound, as the server binds it.
 \set k random(0, 9999)
 \set page 11
-SELECT id, name, create_time, update_time FROM users WHERE name = 'user-' || lpad(:k::text, 5, '0') AND id > 0 ORDER BY id LIMIT :page;
+SELECT id, name, create_time, update_time, revision FROM users WHERE name = 'user-' || lpad(:k::text, 5, '0') ORDER BY id LIMIT :page;

@@ -11,4 +11,4 @@
 -- sort, as it does for the server.
 \set k random(0, 999)
 \set page 11
-SELECT id, name, create_time, update_time FROM users WHERE name >= 'user-' || lpad(:k::text, 4, '0') AND name < 'user-' || lpad((:k + 1)::text, 4, '0') AND id > 0 ORDER BY id LIMIT :page;
+SELECT id, name, create_time, update_time, revision FROM users WHERE name >= 'user-' || lpad(:k::text, 4, '0') AND name < 'user-' || lpad((:k + 1)::text, 4, '0') ORDER BY id LIMIT :page;

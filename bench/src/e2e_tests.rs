@@ -87,8 +87,23 @@ async fn seed_load_and_ceiling_against_a_real_server() {
     let pid = std::process::id().to_string();
 
     // 10 users a name, 100 a prefix: every find gets a full page.
-    for rpc in ["find-name", "find-prefix", "create"] {
-        let mut args = vec!["--rpc", rpc, "--names", "20", "--concurrency", "4"];
+    for rpc in [
+        "find-name",
+        "find-prefix",
+        "get",
+        "create",
+        "create-with-request-id",
+    ] {
+        let mut args = vec![
+            "--rpc",
+            rpc,
+            "--names",
+            "20",
+            "--users",
+            "200",
+            "--concurrency",
+            "4",
+        ];
         args.extend_from_slice(&["--server-pid", &pid]);
         args.extend_from_slice(&SHORT);
         let report = load(&server, &args).await;
@@ -113,8 +128,23 @@ async fn seed_load_and_ceiling_against_a_real_server() {
     assert_eq!(report.rate, Some(200.0));
     assert!((120..=160).contains(&report.calls), "{report}");
 
-    for (rpc, threads) in [("find-name", "2"), ("find-prefix", "2"), ("create", "1")] {
-        let mut args = vec!["--rpc", rpc, "--threads", threads, "--names", "20"];
+    for (rpc, threads) in [
+        ("find-name", "2"),
+        ("find-prefix", "2"),
+        ("get", "2"),
+        ("create", "1"),
+        ("create-with-request-id", "1"),
+    ] {
+        let mut args = vec![
+            "--rpc",
+            rpc,
+            "--threads",
+            threads,
+            "--names",
+            "20",
+            "--users",
+            "200",
+        ];
         args.extend_from_slice(&SHORT);
         let report = ceiling(&server, &args).unwrap();
         assert!(report.calls > 0, "{report}");

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use tokio::task::JoinSet;
-use users_client::{FindUsers, UsersClient};
+use users_client::{ClientError, FindUsers, UsersClient, pb};
 
 use crate::connect::{connect_all, failure_reason};
 use crate::error::BenchError;
@@ -52,6 +52,9 @@ pub struct LoadArgs {
     /// Distinct names the database was seeded with.
     #[arg(long, default_value_t = 10_000)]
     names: u32,
+    /// Users the database was seeded with (`get` asks for ids 1 to this).
+    #[arg(long, default_value_t = 100_000)]
+    users: u32,
     /// The server's process id, to report its peak RSS over the measured
     /// phase.
     #[arg(long)]
@@ -125,11 +128,32 @@ impl Run {
         match self.rpc {
             Rpc::Create => {
                 let n = self.created.fetch_add(1, Ordering::Relaxed);
+                let request = pb::CreateUserRequest {
+                    name: workload::bench_name(n),
+                    request_id: String::new(),
+                };
+                client
+                    .raw()
+                    .create_user(request)
+                    .await
+                    .map(drop)
+                    .map_err(|status| failure_reason(&ClientError::from(status)))
+            }
+            Rpc::CreateWithRequestId => {
+                let n = self.created.fetch_add(1, Ordering::Relaxed);
                 client
                     .create_user(workload::bench_name(n))
                     .await
                     .map(drop)
                     .map_err(|error| failure_reason(&error))
+            }
+            Rpc::Get => {
+                let id = i64::from(self.keys.pick()) + 1;
+                let user = client
+                    .get_user(id)
+                    .await
+                    .map_err(|error| failure_reason(&error))?;
+                check(user.id == id)
             }
             Rpc::FindName => {
                 let query = FindUsers::new()
@@ -179,7 +203,10 @@ async fn worker(run: Arc<Run>, client: UsersClient) {
 
 /// Runs the load described by `args` and reports on the measured phase.
 pub async fn run(args: &LoadArgs) -> Result<Report, BenchError> {
-    let keys = Keys::new(args.rpc, args.names)?;
+    let keys = match args.rpc {
+        Rpc::Get => Keys::ids(args.users)?,
+        rpc => Keys::new(rpc, args.names)?,
+    };
     // More connections than calls in flight would sit idle.
     let connections = args.connections.min(args.concurrency);
     let clients = connect_all(&args.endpoint, connections, args.timeout).await?;

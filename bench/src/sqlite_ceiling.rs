@@ -46,6 +46,9 @@ pub struct CeilingArgs {
     /// as a call, with the group's latency.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     group: u32,
+    /// Users the database was seeded with (`get` asks for ids 1 to this).
+    #[arg(long, default_value_t = 100_000)]
+    users: u32,
     /// Distinct names the database was seeded with.
     #[arg(long, default_value_t = 10_000)]
     names: u32,
@@ -56,14 +59,17 @@ pub struct CeilingArgs {
 
 /// Runs the statements and reports on the measured phase.
 pub fn run(args: &CeilingArgs) -> Result<Report, BenchError> {
-    if args.rpc == Rpc::Create && args.threads != 1 {
+    if matches!(args.rpc, Rpc::Create | Rpc::CreateWithRequestId) && args.threads != 1 {
         return Err(BenchError::InvalidInput(format!(
             "create runs on one thread: SQLite takes one writer at a time, \
              as does the server (got --threads {})",
             args.threads
         )));
     }
-    let keys = Keys::new(args.rpc, args.names)?;
+    let keys = match args.rpc {
+        Rpc::Get => Keys::ids(args.users)?,
+        rpc => Keys::new(rpc, args.names)?,
+    };
     // All connections first, so that a bad database fails before any work.
     let connections = (0..args.threads)
         .map(|_| sqlite_db::open(&args.database))
@@ -183,6 +189,18 @@ fn statement(
             *created += 1;
             sqlite_db::insert(conn, &workload::bench_name(*created)).map_err(reason)?;
             Ok(())
+        }
+        Rpc::CreateWithRequestId => {
+            *created += 1;
+            let request_id = uuid::Uuid::new_v4().to_string();
+            sqlite_db::insert_with_request_id(conn, &workload::bench_name(*created), &request_id)
+                .map_err(reason)?;
+            Ok(())
+        }
+        Rpc::Get => {
+            let id = i64::from(keys.pick()) + 1;
+            let row = sqlite_db::get(conn, id).map_err(reason)?;
+            check(row.0 == id)
         }
         // The service returns min(rows, 10) users: a full page when at
         // least 10 rows came back.

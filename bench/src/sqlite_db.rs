@@ -17,10 +17,10 @@ use diesel::result::Error as DieselError;
 use crate::error::BenchError;
 
 /// The server's own table definition, so both query the same columns.
-pub use users_server::db::schema::users;
+pub use users_server::db::schema::{create_requests, users};
 
 /// The columns FindUsers and CreateUser return.
-pub type UserRow = (i64, String, NaiveDateTime, NaiveDateTime);
+pub type UserRow = (i64, String, NaiveDateTime, NaiveDateTime, i64);
 
 /// Rows a find fetches: one more than the page, as the server does to learn
 /// whether another page follows.
@@ -67,26 +67,27 @@ const USER_COLUMNS: (
     users::name,
     users::create_time,
     users::update_time,
+    users::revision,
 ) = (
     users::id,
     users::name,
     users::create_time,
     users::update_time,
+    users::revision,
 );
 
-/// `SELECT id, name, create_time, update_time FROM users
-///  WHERE name = ? AND id > 0 ORDER BY id LIMIT 11`
+/// `SELECT id, name, create_time, update_time, revision FROM users
+///  WHERE name = ? ORDER BY id LIMIT 11` (a first page)
 pub fn find_by_name(conn: &mut SqliteConnection, name: &str) -> QueryResult<Vec<UserRow>> {
     users::table
         .select(USER_COLUMNS)
         .filter(users::name.eq(name))
-        .filter(users::id.gt(0))
         .order(users::id)
         .limit(FIND_LIMIT)
         .load(conn)
 }
 
-/// `... WHERE name >= ? AND name < ? AND id > 0 ORDER BY id LIMIT 11`
+/// `... WHERE name >= ? AND name < ? ORDER BY id LIMIT 11`
 pub fn find_by_name_range(
     conn: &mut SqliteConnection,
     low: &str,
@@ -96,14 +97,47 @@ pub fn find_by_name_range(
         .select(USER_COLUMNS)
         .filter(users::name.ge(low))
         .filter(users::name.lt(high))
-        .filter(users::id.gt(0))
         .order(users::id)
         .limit(FIND_LIMIT)
         .load(conn)
 }
 
+/// `SELECT id, name, create_time, update_time, revision FROM users
+///  WHERE id = ? LIMIT 1`
+pub fn get(conn: &mut SqliteConnection, id: i64) -> QueryResult<UserRow> {
+    users::table.find(id).select(USER_COLUMNS).first(conn)
+}
+
+/// CreateUser with a request id, as the server runs it: in one
+/// transaction, look the request id up, insert the user, record the
+/// request id.
+pub fn insert_with_request_id(
+    conn: &mut SqliteConnection,
+    name: &str,
+    request_id: &str,
+) -> QueryResult<UserRow> {
+    conn.immediate_transaction(|conn| {
+        // The ceiling's ids are new, so this finds nothing; a reused one
+        // fails below, on the key.
+        let _known: Vec<String> = create_requests::table
+            .filter(create_requests::request_id.eq_any([request_id]))
+            .select(create_requests::request_id)
+            .load(conn)?;
+        let user = insert(conn, name)?;
+        diesel::insert_into(create_requests::table)
+            .values((
+                create_requests::request_id.eq(request_id),
+                create_requests::name.eq(name),
+                create_requests::user_id.eq(user.0),
+                create_requests::create_time.eq(user.2),
+            ))
+            .execute(conn)?;
+        Ok(user)
+    })
+}
+
 /// `INSERT INTO users (name, create_time, update_time) VALUES (?, ?, ?)
-///  RETURNING id, name, create_time, update_time`
+///  RETURNING id, name, create_time, update_time, revision`
 pub fn insert(conn: &mut SqliteConnection, name: &str) -> QueryResult<UserRow> {
     let now = now();
     diesel::insert_into(users::table)
@@ -142,16 +176,22 @@ mod tests {
 
     use super::*;
 
-    /// The server's own migration, so that the statements are checked
+    /// The server's own migrations, so that the statements are checked
     /// against the real schema.
-    const SCHEMA: &str =
-        include_str!("../../migrations/sqlite/2026-11-25-000000_create_users/up.sql");
+    const SCHEMA: [&str; 4] = [
+        include_str!("../../migrations/sqlite/2026-11-25-000000_create_users/up.sql"),
+        include_str!("../../migrations/sqlite/2026-11-26-000000_add_user_revision/up.sql"),
+        include_str!("../../migrations/sqlite/2026-11-26-000001_index_users_by_create_time/up.sql"),
+        include_str!("../../migrations/sqlite/2026-11-26-000002_create_create_requests/up.sql"),
+    ];
 
     fn migrated() -> (tempfile::TempDir, SqliteConnection) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("users.db");
         let mut conn = SqliteConnection::establish(path.to_str().unwrap()).unwrap();
-        conn.batch_execute(SCHEMA).unwrap();
+        for step in SCHEMA {
+            conn.batch_execute(step).unwrap();
+        }
         drop(conn);
         let conn = open(&path).unwrap();
         (dir, conn)
@@ -188,6 +228,10 @@ mod tests {
         assert!(rows.iter().all(|row| row.1.starts_with("user-0000")));
         let row = insert(&mut conn, "bench-1").unwrap();
         assert_eq!((row.0, row.1.as_str()), (301, "bench-1"));
+        assert_eq!(get(&mut conn, 301).unwrap(), row);
+        let row = insert_with_request_id(&mut conn, "bench-2", "r-1").unwrap();
+        assert_eq!((row.0, row.1.as_str()), (302, "bench-2"));
+        assert!(insert_with_request_id(&mut conn, "bench-3", "r-1").is_err());
     }
 
     /// Collects the SQL of every statement diesel prepares for its cache.
@@ -211,9 +255,10 @@ mod tests {
             insert(&mut conn, &format!("bench-{i}")).unwrap();
             find_by_name(&mut conn, &format!("bench-{i}")).unwrap();
             find_by_name_range(&mut conn, "bench-", "bench.").unwrap();
+            get(&mut conn, 1).unwrap();
         }
         let cached = cached.0.lock().unwrap();
-        assert_eq!(cached.len(), 3, "{cached:#?}");
+        assert_eq!(cached.len(), 4, "{cached:#?}");
         assert!(cached[0].starts_with("INSERT INTO"), "{cached:#?}");
         assert!(cached[0].contains("RETURNING"), "{cached:#?}");
         assert!(cached[1].contains("LIMIT ?"), "{cached:#?}");

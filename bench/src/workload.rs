@@ -26,20 +26,28 @@ const NAMES_PER_PREFIX: u32 = 10;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Rpc {
-    /// CreateUser{name: "bench-" + counter}.
+    /// CreateUser{name: "bench-" + counter}, no request id: one INSERT.
     Create,
+    /// CreateUser{name: "bench-" + counter, request_id: a new UUID}: what
+    /// the Rust client's `create_user` sends; a transaction that also
+    /// records the request id.
+    CreateWithRequestId,
     /// FindUsers{name: a seeded name, page_size: 10}.
     FindName,
     /// FindUsers{name_prefix: a seeded four-digit prefix, page_size: 10}.
     FindPrefix,
+    /// GetUser{id: a seeded id}.
+    Get,
 }
 
 impl fmt::Display for Rpc {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Self::Create => "create",
+            Self::CreateWithRequestId => "create-with-request-id",
             Self::FindName => "find-name",
             Self::FindPrefix => "find-prefix",
+            Self::Get => "get",
         })
     }
 }
@@ -70,7 +78,8 @@ pub struct Keys {
 }
 
 impl Keys {
-    /// The keys of `rpc` over data seeded with `names` names.
+    /// The keys of `rpc` over data seeded with `names` names (`get` draws
+    /// ids instead, see [`Keys::ids`]).
     pub fn new(rpc: Rpc, names: u32) -> Result<Self, BenchError> {
         if names == 0 || names > MAX_NAMES {
             return Err(BenchError::InvalidInput(format!(
@@ -78,7 +87,8 @@ impl Keys {
             )));
         }
         let count = match rpc {
-            Rpc::Create | Rpc::FindName => names,
+            Rpc::Create | Rpc::CreateWithRequestId | Rpc::FindName | Rpc::Get => names,
+
             Rpc::FindPrefix => names / NAMES_PER_PREFIX,
         };
         if count == 0 {
@@ -87,6 +97,17 @@ impl Keys {
             )));
         }
         Ok(Self { count })
+    }
+
+    /// The ids of `users` seeded users, 1 to `users`: the first ids of a
+    /// fresh database.
+    pub fn ids(users: u32) -> Result<Self, BenchError> {
+        if users == 0 {
+            return Err(BenchError::InvalidInput(
+                "--users must be at least 1".into(),
+            ));
+        }
+        Ok(Self { count: users })
     }
 
     /// A uniformly random key.
