@@ -2,9 +2,13 @@
 //! made, so that a retry returns that user instead of making another.
 
 use chrono::NaiveDateTime;
+use diesel::pg::Pg;
 use diesel::prelude::*;
-use diesel_async::RunQueryDsl;
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
+use diesel::sql_types::{BigInt, Text, Timestamp};
+use diesel_async::{AsyncConnection, RunQueryDsl};
 
+use super::{NewUser, User};
 use crate::db::{Tx, on_backend, schema::create_requests};
 use crate::domain::{RequestId, UserName};
 
@@ -21,6 +25,47 @@ pub struct CreateRequest {
 }
 
 impl CreateRequest {
+    /// Stores `new_user` and remembers `request_id` for it, atomically, in
+    /// as few steps as the backend allows: on PostgreSQL one statement (so
+    /// that it needs no explicit transaction and can be pipelined), on
+    /// SQLite two in a transaction (a savepoint inside the writer's group).
+    ///
+    /// Fails with a unique violation, changing nothing, if `request_id` is
+    /// remembered already (by a create that came first, or one that
+    /// expired but was not purged yet); the caller then runs the full
+    /// look-up-first transaction, which sorts out which.
+    pub async fn create_user(
+        tx: &mut Tx<'_>,
+        new_user: &NewUser,
+        request_id: &RequestId,
+    ) -> QueryResult<User> {
+        let statement = CreateRemembered {
+            name: new_user.name(),
+            now: new_user.create_time(),
+            request_id: request_id.as_str(),
+        };
+        match tx {
+            Tx::Postgres(conn) => statement.get_result(&mut **conn).await,
+            Tx::PostgresPipelined(conn) => statement.get_result(&mut **conn).await,
+            Tx::Sqlite(conn) => {
+                conn.transaction(async |conn| {
+                    let mut tx = Tx::Sqlite(conn);
+                    let user = new_user.insert(&mut tx).await?;
+                    Self::record(
+                        &mut tx,
+                        request_id,
+                        new_user.user_name(),
+                        user.id,
+                        user.create_time,
+                    )
+                    .await?;
+                    Ok(user)
+                })
+                .await
+            }
+        }
+    }
+
     /// The create remembered under each of `request_ids` that has one,
     /// with its request id.
     pub async fn find(
@@ -76,5 +121,75 @@ impl CreateRequest {
                 .execute(conn)
                 .await
         })
+    }
+}
+
+/// PostgreSQL's one statement for [`CreateRequest::create_user`]: the user
+/// and its request id, inserted together by a data-modifying `WITH`. A
+/// query type of its own, rather than `sql_query`, so that diesel keeps it
+/// prepared (it never caches raw SQL).
+#[derive(Debug, Clone, Copy)]
+struct CreateRemembered<'a> {
+    name: &'a str,
+    now: NaiveDateTime,
+    request_id: &'a str,
+}
+
+impl QueryId for CreateRemembered<'_> {
+    type QueryId = CreateRemembered<'static>;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl Query for CreateRemembered<'_> {
+    type SqlType = (BigInt, Text, Timestamp, Timestamp, BigInt);
+}
+
+impl QueryFragment<Pg> for CreateRemembered<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql(
+            "WITH new_user AS (INSERT INTO users (name, create_time, update_time) VALUES (",
+        );
+        out.push_bind_param::<Text, _>(self.name)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Timestamp, _>(&self.now)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Timestamp, _>(&self.now)?;
+        out.push_sql(
+            ") RETURNING id, name, create_time, update_time, revision), \
+             remembered AS (INSERT INTO create_requests (request_id, name, user_id, create_time) \
+             SELECT ",
+        );
+        out.push_bind_param::<Text, _>(self.request_id)?;
+        out.push_sql(
+            ", name, id, create_time FROM new_user) \
+             SELECT id, name, create_time, update_time, revision FROM new_user",
+        );
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_postgres_create_is_one_statement_diesel_keeps_prepared() {
+        let statement = CreateRemembered {
+            name: "Ada",
+            now: NaiveDateTime::default(),
+            request_id: "8d7c7ed4-4e5b-4bb4-9a6c-1f0f0e1b8a3c",
+        };
+        const { assert!(<CreateRemembered<'_> as QueryId>::HAS_STATIC_QUERY_ID) };
+        assert_eq!(statement.is_safe_to_cache_prepared(&Pg), Ok(true));
+        let sql = diesel::debug_query::<Pg, _>(&statement).to_string();
+        assert!(
+            sql.starts_with("WITH new_user AS (INSERT INTO users"),
+            "{sql}"
+        );
+        assert!(
+            sql.contains("SELECT $4, name, id, create_time FROM new_user"),
+            "{sql}"
+        );
+        assert!(!sql.contains("$5"), "{sql}");
     }
 }

@@ -47,6 +47,21 @@ impl NewUser {
         }
     }
 
+    /// The name.
+    pub fn name(&self) -> &str {
+        self.name.as_str()
+    }
+
+    /// The name, validated.
+    pub fn user_name(&self) -> &UserName {
+        &self.name
+    }
+
+    /// When it is created (UTC).
+    pub fn create_time(&self) -> NaiveDateTime {
+        self.create_time
+    }
+
     /// Stores the user and returns the stored row.
     pub async fn insert(&self, tx: &mut Tx<'_>) -> QueryResult<User> {
         on_backend!(tx, |conn| {

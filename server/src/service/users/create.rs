@@ -50,17 +50,34 @@ impl UsersService {
         request: pb::CreateUserRequest,
     ) -> Result<pb::CreateUserResponse, ApiError> {
         let entry = ToCreate::parse(String::new(), request)?;
-        let user = if entry.request_id.is_none() {
-            // Nothing to look up: one INSERT, which is a transaction of its own.
-            let new_user = NewUser::new(entry.name, now());
-            self.db
-                .write_statement(async move |mut tx| new_user.insert(&mut tx).await)
-                .await?
-        } else {
-            let mut users = self.create_all(vec![entry]).await?;
-            users
-                .pop()
-                .ok_or_else(|| ApiError::Internal(DbError::Query(QueryError::NotFound)))?
+        let new_user = NewUser::new(entry.name.clone(), now());
+        let user = match entry.request_id.clone() {
+            // Nothing to look up: one INSERT, a transaction of its own.
+            None => {
+                self.db
+                    .write_statement(async move |mut tx| new_user.insert(&mut tx).await)
+                    .await?
+            }
+            // Most request ids are new: create the user and remember the id
+            // at once (one statement on PostgreSQL). Only if the id is known
+            // already does the look-up-first transaction run.
+            Some(request_id) => {
+                let first_try = self
+                    .db
+                    .write_statement(async move |mut tx| {
+                        CreateRequest::create_user(&mut tx, &new_user, &request_id).await
+                    })
+                    .await;
+                match first_try {
+                    Err(error) if is_unique_violation(&error) => {
+                        let mut users = self.create_all(vec![entry]).await?;
+                        users.pop().ok_or_else(|| {
+                            ApiError::Internal(DbError::Query(QueryError::NotFound))
+                        })?
+                    }
+                    first_try => first_try?,
+                }
+            }
         };
         Ok(pb::CreateUserResponse {
             user: Some(user.into()),
@@ -118,14 +135,22 @@ impl UsersService {
         // first: ours then fails on the request id's key, and runs again to
         // find the other's user.
         let outcome = match attempt().await {
-            Err(DbError::Query(QueryError::DatabaseError(
-                DatabaseErrorKind::UniqueViolation,
-                _,
-            ))) => attempt().await,
+            Err(error) if is_unique_violation(&error) => attempt().await,
             outcome => outcome,
         };
         outcome?
     }
+}
+
+/// Whether a write failed on a unique key: in a create, the request id's.
+fn is_unique_violation(error: &DbError) -> bool {
+    matches!(
+        error,
+        DbError::Query(QueryError::DatabaseError(
+            DatabaseErrorKind::UniqueViolation,
+            _
+        ))
+    )
 }
 
 /// The body of [`UsersService::create_all`]'s transaction. It refuses
