@@ -108,21 +108,15 @@ pub fn get(conn: &mut SqliteConnection, id: i64) -> QueryResult<UserRow> {
     users::table.find(id).select(USER_COLUMNS).first(conn)
 }
 
-/// CreateUser with a request id, as the server runs it: in one
-/// transaction, look the request id up, insert the user, record the
-/// request id.
+/// CreateUser with a new request id, as the server runs it on SQLite:
+/// insert the user and record the request id, in one transaction (the
+/// server's is a savepoint in its writer's group).
 pub fn insert_with_request_id(
     conn: &mut SqliteConnection,
     name: &str,
     request_id: &str,
 ) -> QueryResult<UserRow> {
     conn.immediate_transaction(|conn| {
-        // The ceiling's ids are new, so this finds nothing; a reused one
-        // fails below, on the key.
-        let _known: Vec<String> = create_requests::table
-            .filter(create_requests::request_id.eq_any([request_id]))
-            .select(create_requests::request_id)
-            .load(conn)?;
         let user = insert(conn, name)?;
         diesel::insert_into(create_requests::table)
             .values((
