@@ -1,14 +1,14 @@
 //! The database: which backend, its connection pools, and units of work.
 //!
 //! Every query is written once, in [`models`](crate::models), against a
-//! [`Tx`]; [`on_backend!`] compiles it for each backend. What differs per
+//! [`Tx`]; `on_backend!` compiles it for each backend. What differs per
 //! backend is kept small and named:
 //! - connection set-up ([`sqlite::establish`]; PostgreSQL needs none),
 //! - pools: PostgreSQL pipelines one-statement units over a few shared
 //!   connections and gives each explicit transaction a pooled connection of
 //!   its own; SQLite has many readers, whose statements run on the calling
 //!   worker, and a single writer on a thread of its own, which commits the
-//!   units waiting for it in groups ([`sqlite_writer`]): SQLite serializes
+//!   units waiting for it in groups (`sqlite_writer`): SQLite serializes
 //!   writes anyway, and one writer avoids lock convoys and `SQLITE_BUSY`,
 //! - migrations ([`migrations`], one directory per backend),
 //! - the [`Tx`] variant the unit of work runs on.
@@ -39,7 +39,7 @@ pub use self::{error::DbError, url::DatabaseUrl};
 
 /// A connection inside a unit of work (an explicit transaction, or one
 /// statement that is a transaction of its own), on whichever backend is
-/// configured. Queries take `&mut Tx` and use [`on_backend!`] to run on it.
+/// configured. Queries take `&mut Tx` and use `on_backend!` to run on it.
 #[allow(missing_debug_implementations)] // the connections have none
 pub enum Tx<'c> {
     /// PostgreSQL, a connection of this unit's own.
@@ -181,7 +181,11 @@ impl Database {
     /// Runs `work`, a unit of work of exactly one statement that writes,
     /// without BEGIN and COMMIT of its own: the statement is atomic, applied
     /// whole or not at all. A unit with several statements must use
-    /// [`write`](Self::write).
+    /// [`write`](Self::write), unless it makes them atomic itself on the
+    /// backends where it issues several (as
+    /// [`CreateRequest::create_user`](crate::models::CreateRequest::create_user)
+    /// does on SQLite, and never on PostgreSQL, whose statement units share
+    /// connections).
     ///
     /// Units that write own what they use (`'static`): on SQLite they run on
     /// the writer's thread.

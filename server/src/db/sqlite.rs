@@ -15,7 +15,7 @@ use futures_util::{FutureExt, future::BoxFuture};
 /// is an async worker: a read in WAL mode never waits for the writer and
 /// takes microseconds, less than handing it to another thread and back (two
 /// context switches, most of a read's cost). The writer has a thread of its
-/// own ([`SqliteWriter`](super::sqlite_writer::SqliteWriter)).
+/// own (`SqliteWriter`, in `db::sqlite_writer`).
 pub type Connection = SyncConnectionWrapper<SqliteConnection, OnCallingThread>;
 
 /// What every connection sets before use, in this order:
