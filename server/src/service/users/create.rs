@@ -50,10 +50,10 @@ impl UsersService {
         request: pb::CreateUserRequest,
     ) -> Result<pb::CreateUserResponse, ApiError> {
         let entry = ToCreate::parse(String::new(), request)?;
-        let new_user = NewUser::new(entry.name.clone(), now());
         let user = match entry.request_id.clone() {
             // Nothing to look up: one INSERT, a transaction of its own.
             None => {
+                let new_user = NewUser::new(entry.name, now());
                 self.db
                     .write_statement(async move |mut tx| new_user.insert(&mut tx).await)
                     .await?
@@ -62,6 +62,8 @@ impl UsersService {
             // at once (one statement on PostgreSQL). Only if the id is known
             // already does the look-up-first transaction run.
             Some(request_id) => {
+                // The name is kept for the look-up-first transaction.
+                let new_user = NewUser::new(entry.name.clone(), now());
                 let first_try = self
                     .db
                     .write_statement(async move |mut tx| {
