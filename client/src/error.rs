@@ -29,8 +29,11 @@ pub enum ClientError {
     /// request id reused for another user).
     #[error("failed precondition: {0}")]
     FailedPrecondition(ServerError),
-    /// A conditional write found the user changed since its etag was read:
-    /// read it again, then decide.
+    /// A conditional write found the user changed since its etag was read
+    /// (`ETAG_MISMATCH`: read it again, then decide), or the call's
+    /// transaction kept losing conflicts with concurrent ones until its
+    /// retries ran out (`TRANSACTION_CONFLICT`: nothing was applied; send it
+    /// again).
     #[error("aborted: {0}")]
     Aborted(ServerError),
     /// The service or its database can't be reached right now; worth retrying

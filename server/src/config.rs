@@ -4,6 +4,8 @@ use std::{net::SocketAddr, time::Duration};
 
 use clap::Parser;
 
+use crate::db::Isolation;
+
 /// How to run the server. Every flag has an environment fallback so that the
 /// same binary configures from a shell or from a container spec.
 #[derive(Debug, Clone, Parser)]
@@ -30,6 +32,14 @@ pub struct Config {
     /// fails with UNAVAILABLE, e.g. `5s` or `500ms`.
     #[arg(long, env = "USERS_POOL_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
     pub pool_timeout: Duration,
+
+    /// The isolation level of every transaction on PostgreSQL. At
+    /// `serializable`, a transaction that conflicts with a concurrent one is
+    /// rolled back by PostgreSQL and run again here, with backoff, within
+    /// the caller's deadline. SQLite's transactions are always
+    /// serializable.
+    #[arg(long, env = "USERS_ISOLATION", value_enum, default_value_t = Isolation::ReadCommitted)]
+    pub isolation: Isolation,
 
     /// Do not apply pending migrations at start-up; refuse to start if the
     /// schema is behind instead.
@@ -60,6 +70,7 @@ impl Config {
             database_url: database_url.into(),
             pool_size: 8,
             pool_timeout: Duration::from_secs(5),
+            isolation: Isolation::ReadCommitted,
             skip_migrations: false,
             request_id_ttl: Duration::from_secs(24 * 60 * 60),
         }

@@ -51,6 +51,10 @@ pub enum ApiError {
         /// The id.
         request_id: String,
     },
+    /// The call's transaction kept conflicting with concurrent ones, and
+    /// ran out of retries or of time; the caller may try it again.
+    #[error("transaction conflict: {0}")]
+    Conflict(#[source] DbError),
     /// The database is down, unreachable, or too busy; worth retrying.
     #[error("database unavailable: {0}")]
     Unavailable(#[source] DbError),
@@ -61,7 +65,9 @@ pub enum ApiError {
 
 impl From<DbError> for ApiError {
     fn from(error: DbError) -> Self {
-        if error.is_transient() {
+        if error.is_conflict() {
+            Self::Conflict(error)
+        } else if error.is_transient() {
             Self::Unavailable(error)
         } else {
             Self::Internal(error)
@@ -107,6 +113,16 @@ impl From<ApiError> for Status {
                     ("request_id".to_owned(), request_id.clone()),
                 ]),
             ),
+            ApiError::Conflict(source) => {
+                tracing::warn!(error = %source, "transaction conflict, retries exhausted");
+                (
+                    Code::Aborted,
+                    "TRANSACTION_CONFLICT",
+                    "the call conflicted with concurrent calls and was not applied; try again"
+                        .to_owned(),
+                    HashMap::new(),
+                )
+            }
             ApiError::Unavailable(source) => {
                 tracing::warn!(error = %source, "database unavailable");
                 (
@@ -166,6 +182,23 @@ mod tests {
         assert_eq!(status.code(), Code::Internal);
         assert_eq!(status.message(), "internal error");
         assert_eq!(status.get_details_error_info().unwrap().reason, "INTERNAL");
+
+        let status = Status::from(ApiError::from(DbError::Query(
+            diesel::result::Error::DatabaseError(
+                diesel::result::DatabaseErrorKind::SerializationFailure,
+                Box::new("could not serialize access due to concurrent update".to_owned()),
+            ),
+        )));
+        assert_eq!(status.code(), Code::Aborted);
+        assert!(
+            !status.message().contains("serialize"),
+            "{}",
+            status.message()
+        );
+        assert_eq!(
+            status.get_details_error_info().unwrap().reason,
+            "TRANSACTION_CONFLICT"
+        );
 
         let status = Status::from(ApiError::from(DbError::PoolTimedOut));
         assert_eq!(status.code(), Code::Unavailable);

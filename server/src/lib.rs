@@ -26,4 +26,4 @@ pub mod startup;
 pub mod telemetry;
 
 pub use config::Config;
-pub use startup::{Application, StartupError, shutdown_signal};
+pub use startup::{Application, StartupError, run, shutdown_signal};

@@ -1,7 +1,9 @@
 //! [`Application`]: builds the server from a [`Config`] and runs it until a
 //! shutdown signal.
 
-use std::{future::Future, net::SocketAddr, time::Duration};
+use std::{future::Future, net::SocketAddr, process::ExitCode, time::Duration};
+
+use clap::Parser;
 
 use tokio::net::TcpListener;
 use tonic::transport::{Server, server::TcpIncoming};
@@ -9,6 +11,7 @@ use tonic_health::server::HealthReporter;
 use users_client::pb::{self, user_service_server::UserServiceServer};
 
 use crate::config::Config;
+use crate::telemetry;
 use crate::db::{
     Database, DbOpenError, PoolOptions,
     migrations::{self, MigrationError},
@@ -86,6 +89,7 @@ impl Application {
             PoolOptions {
                 size: config.pool_size,
                 timeout: config.pool_timeout,
+                isolation: config.isolation,
             },
         )?;
         let listener =
@@ -197,5 +201,27 @@ pub async fn shutdown_signal() {
     tokio::select! {
         () = interrupt => {}
         () = terminate => {}
+    }
+}
+
+/// The `users-server` program: reads the command line, serves until Ctrl-C
+/// or SIGTERM. Exits 0, or with [`StartupError::exit_code`] after one line
+/// saying why.
+#[tokio::main]
+pub async fn run() -> ExitCode {
+    let config = Config::parse();
+    let logs = telemetry::init();
+    let result = match Application::build(&config).await {
+        Ok(app) => app.run_until(shutdown_signal()).await,
+        Err(error) => Err(error),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            drop(logs); // flush the log lines before the error line
+            // One line, for humans and for log scrapers alike.
+            eprintln!("users-server: {error}");
+            ExitCode::from(error.exit_code())
+        }
     }
 }

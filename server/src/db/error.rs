@@ -1,5 +1,5 @@
-//! [`DbError`]: what a unit of work can fail with, and whether it is the
-//! database's fault (transient) or ours.
+//! [`DbError`]: what a unit of work can fail with, and what that means for
+//! its caller: run it again, report the database unavailable, or a bug.
 
 use diesel::result::{DatabaseErrorKind, Error as QueryError};
 
@@ -21,23 +21,128 @@ pub enum DbError {
 }
 
 impl DbError {
-    /// Whether trying again later could succeed: the database was
-    /// unreachable or saturated, the connection dropped, or SQLite stayed
-    /// locked for the whole busy timeout. Anything else is a bug or a broken
-    /// schema.
-    pub fn is_transient(&self) -> bool {
+    /// Whether the unit lost a conflict with a concurrent transaction and
+    /// was rolled back, so that running it again may succeed: a
+    /// serialization failure (PostgreSQL 40001) or a deadlock (40P01).
+    /// Retried; when retries run out, the call is ABORTED.
+    pub fn is_conflict(&self) -> bool {
         match self {
-            Self::Unreachable(_) | Self::PoolTimedOut => true,
+            Self::Query(QueryError::DatabaseError(DatabaseErrorKind::SerializationFailure, _)) => {
+                true
+            }
+            // diesel has no kind for 40P01; PostgreSQL's message says it.
+            Self::Query(QueryError::DatabaseError(DatabaseErrorKind::Unknown, info)) => {
+                info.message().starts_with("deadlock detected")
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether SQLite stayed locked by another connection for the whole
+    /// busy timeout (`SQLITE_BUSY`): nothing was written, and running the
+    /// unit again may succeed. Retried; when retries run out, the call is
+    /// UNAVAILABLE.
+    pub fn is_busy(&self) -> bool {
+        // diesel reports SQLITE_BUSY only through its message.
+        matches!(
+            self,
+            Self::Query(QueryError::DatabaseError(DatabaseErrorKind::Unknown, info))
+                if info.message().starts_with("database is locked")
+        )
+    }
+
+    /// Whether the connection broke while the unit ran on it: closed by the
+    /// server (a restart, an administrator), or lost. Whether a write was
+    /// applied is then unknown, so only reads are run again.
+    pub fn is_connection_lost(&self) -> bool {
+        match self {
             Self::Query(QueryError::DatabaseError(kind, info)) => match kind {
                 DatabaseErrorKind::UnableToSendCommand | DatabaseErrorKind::ClosedConnection => {
                     true
                 }
-                // diesel reports SQLITE_BUSY only through its message.
-                DatabaseErrorKind::Unknown => info.message().starts_with("database is locked"),
+                // PostgreSQL 57P01-57P03: "terminating connection due to
+                // administrator command", "the database system is shutting
+                // down", ...
+                DatabaseErrorKind::Unknown => {
+                    let message = info.message();
+                    message.starts_with("terminating connection")
+                        || message.starts_with("the database system is")
+                }
                 _ => false,
             },
             Self::Query(QueryError::BrokenTransactionManager) => true,
-            Self::Query(_) | Self::WriterStopped => false,
+            _ => false,
         }
+    }
+
+    /// Whether trying again later could succeed: the database was
+    /// unreachable, saturated or locked, or the connection dropped. Anything
+    /// else but a conflict is a bug or a broken schema.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Unreachable(_) | Self::PoolTimedOut)
+            || self.is_busy()
+            || self.is_connection_lost()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn database_error(kind: DatabaseErrorKind, message: &str) -> DbError {
+        DbError::Query(QueryError::DatabaseError(
+            kind,
+            Box::new(message.to_owned()),
+        ))
+    }
+
+    #[test]
+    fn serialization_failures_and_deadlocks_are_conflicts() {
+        let serialization = database_error(
+            DatabaseErrorKind::SerializationFailure,
+            "could not serialize access due to concurrent update",
+        );
+        let deadlock = database_error(DatabaseErrorKind::Unknown, "deadlock detected");
+        for error in [serialization, deadlock] {
+            assert!(error.is_conflict(), "{error}");
+            assert!(!error.is_transient(), "{error}");
+        }
+    }
+
+    #[test]
+    fn a_locked_sqlite_database_is_busy_and_transient() {
+        let error = database_error(DatabaseErrorKind::Unknown, "database is locked");
+        assert!(error.is_busy());
+        assert!(error.is_transient());
+        assert!(!error.is_conflict());
+    }
+
+    #[test]
+    fn a_connection_closed_by_the_server_is_lost() {
+        for error in [
+            database_error(
+                DatabaseErrorKind::Unknown,
+                "terminating connection due to administrator command",
+            ),
+            database_error(
+                DatabaseErrorKind::Unknown,
+                "the database system is shutting down",
+            ),
+            database_error(DatabaseErrorKind::UnableToSendCommand, "connection closed"),
+        ] {
+            assert!(error.is_connection_lost(), "{error}");
+            assert!(error.is_transient(), "{error}");
+        }
+    }
+
+    #[test]
+    fn other_errors_are_bugs() {
+        let error = database_error(
+            DatabaseErrorKind::Unknown,
+            "relation \"users\" does not exist",
+        );
+        assert!(!error.is_conflict());
+        assert!(!error.is_busy());
+        assert!(!error.is_transient());
     }
 }

@@ -3,7 +3,7 @@
 //! Every query is written once, in [`models`](crate::models), against a
 //! [`Tx`]; `on_backend!` compiles it for each backend. What differs per
 //! backend is kept small and named:
-//! - connection set-up ([`sqlite::establish`]; PostgreSQL needs none),
+//! - connection set-up ([`sqlite::establish`], [`postgres::establish`]),
 //! - pools: PostgreSQL pipelines one-statement units over a few shared
 //!   connections and gives each explicit transaction a pooled connection of
 //!   its own; SQLite has many readers, whose statements run on the calling
@@ -12,11 +12,16 @@
 //!   writes anyway, and one writer avoids lock convoys and `SQLITE_BUSY`,
 //! - migrations ([`migrations`], one directory per backend),
 //! - the [`Tx`] variant the unit of work runs on.
+//!
+//! Every unit of work may run more than once: after losing a conflict with
+//! a concurrent transaction it runs again, whole ([`retry`]).
 
 pub mod error;
 pub mod migrations;
 mod pipelined;
 mod pool;
+pub mod postgres;
+pub mod retry;
 pub mod schema;
 pub mod sqlite;
 mod sqlite_writer;
@@ -33,7 +38,12 @@ use diesel_async::{
 };
 use futures_util::FutureExt;
 
-use self::{pipelined::PipelinedConnections, pool::ConnectionPool, sqlite_writer::SqliteWriter};
+use self::{
+    pipelined::PipelinedConnections,
+    pool::ConnectionPool,
+    retry::{Retry, RetryPolicy},
+    sqlite_writer::SqliteWriter,
+};
 
 pub use self::{error::DbError, url::DatabaseUrl};
 
@@ -81,8 +91,11 @@ pub(crate) use on_backend;
 /// The body of a transaction: an async closure over a [`Tx`] whose future
 /// is `Send`, so that it can run inside a gRPC handler. (Spelled this way
 /// because Rust cannot yet bound an async closure's future directly.)
+///
+/// It is `Clone` so that it can run again, from a copy, after a conflict:
+/// capture what it needs by reference, or cheaply clonable.
 pub trait UnitOfWork<'c, R>:
-    AsyncFnOnce(Tx<'c>) -> QueryResult<R> + FnOnce(Tx<'c>) -> Self::Fut + Send
+    AsyncFnOnce(Tx<'c>) -> QueryResult<R> + FnOnce(Tx<'c>) -> Self::Fut + Clone + Send
 {
     /// The closure's future.
     type Fut: Future<Output = QueryResult<R>> + Send;
@@ -90,10 +103,22 @@ pub trait UnitOfWork<'c, R>:
 
 impl<'c, R, F, Fut> UnitOfWork<'c, R> for F
 where
-    F: AsyncFnOnce(Tx<'c>) -> QueryResult<R> + FnOnce(Tx<'c>) -> Fut + Send,
+    F: AsyncFnOnce(Tx<'c>) -> QueryResult<R> + FnOnce(Tx<'c>) -> Fut + Clone + Send,
     Fut: Future<Output = QueryResult<R>> + Send,
 {
     type Fut = Fut;
+}
+
+/// The isolation level of every transaction, as `--isolation` sets it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Isolation {
+    /// PostgreSQL's default: each statement sees what was committed before
+    /// it began.
+    #[default]
+    ReadCommitted,
+    /// Transactions behave as if run one at a time; a transaction that
+    /// would break that is rolled back and run again ([`retry`]).
+    Serializable,
 }
 
 /// Connection pool settings.
@@ -105,6 +130,9 @@ pub struct PoolOptions {
     /// How long a unit of work waits for a connection (SQLite writes: for
     /// room in the writer's queue) before failing.
     pub timeout: Duration,
+    /// The isolation level of transactions on PostgreSQL. SQLite's are
+    /// always serializable: one connection writes at a time.
+    pub isolation: Isolation,
 }
 
 /// Pooled connections to the configured database. Cheap to clone.
@@ -112,6 +140,7 @@ pub struct PoolOptions {
 pub struct Database {
     pools: Pools,
     url: DatabaseUrl,
+    retries: RetryPolicy,
 }
 
 #[derive(Debug, Clone)]
@@ -133,19 +162,19 @@ impl Database {
     /// [`migrations::prepare`] opens the first one and reports failures.
     pub fn open(url: DatabaseUrl, options: PoolOptions) -> Result<Self, DbOpenError> {
         let pools = match &url {
-            DatabaseUrl::Postgres(text) => {
-                let mut config = ManagerConfig::default();
-                config.recycling_method = RecyclingMethod::CustomFunction(Box::new(is_open));
-                let manager = AsyncDieselConnectionManager::new_with_config(text, config);
-                Pools::Postgres {
-                    pipelined: Arc::new(PipelinedConnections::new(
-                        text,
-                        options.size,
-                        options.timeout,
-                    )),
-                    exclusive: ConnectionPool::new(manager, options, true),
-                }
-            }
+            DatabaseUrl::Postgres(text) => Pools::Postgres {
+                pipelined: Arc::new(PipelinedConnections::new(
+                    text,
+                    options.isolation,
+                    options.size,
+                    options.timeout,
+                )),
+                exclusive: ConnectionPool::new(
+                    postgres_manager(text, options.isolation),
+                    options,
+                    true,
+                ),
+            },
             DatabaseUrl::Sqlite(path) => {
                 let path = path
                     .to_str()
@@ -156,7 +185,11 @@ impl Database {
                 Pools::Sqlite { readers, writer }
             }
         };
-        Ok(Self { pools, url })
+        Ok(Self {
+            pools,
+            url,
+            retries: RetryPolicy::default(),
+        })
     }
 
     /// The URL this database was opened with (password masked when shown).
@@ -210,7 +243,21 @@ impl Database {
         self.run_write(Boundary::Transaction, work).await
     }
 
+    /// A unit that only reads may run again after its connection broke,
+    /// too: on a fresh one, it can only succeed or fail fast.
     async fn run_read<R: Send>(
+        &self,
+        boundary: Boundary,
+        work: impl for<'c> UnitOfWork<'c, R>,
+    ) -> Result<R, DbError> {
+        self.retries
+            .run(Retry::ConflictsAndLostConnections, || {
+                self.run_read_once(boundary, work.clone())
+            })
+            .await
+    }
+
+    async fn run_read_once<R: Send>(
         &self,
         boundary: Boundary,
         work: impl for<'c> UnitOfWork<'c, R>,
@@ -238,6 +285,18 @@ impl Database {
         boundary: Boundary,
         work: impl for<'c> UnitOfWork<'c, R> + 'static,
     ) -> Result<R, DbError> {
+        self.retries
+            .run(Retry::Conflicts, || {
+                self.run_write_once(boundary, work.clone())
+            })
+            .await
+    }
+
+    async fn run_write_once<R: Send + 'static>(
+        &self,
+        boundary: Boundary,
+        work: impl for<'c> UnitOfWork<'c, R> + 'static,
+    ) -> Result<R, DbError> {
         match &self.pools {
             Pools::Postgres {
                 pipelined,
@@ -260,9 +319,11 @@ async fn run_postgres<R: Send>(
         Boundary::Statement => {
             let lent = pipelined.get().await?;
             let mut conn: &AsyncPgConnection = &lent.conn;
-            let result = work(Tx::PostgresPipelined(&mut conn)).await;
+            let result = work(Tx::PostgresPipelined(&mut conn))
+                .await
+                .map_err(DbError::from);
             lent.returned(&result);
-            Ok(result?)
+            result
         }
         Boundary::Transaction => {
             let mut conn = exclusive.get().await?;
@@ -271,6 +332,21 @@ async fn run_postgres<R: Send>(
                 .await?)
         }
     }
+}
+
+/// Pooled PostgreSQL connections to `url`, set up by [`postgres::establish`].
+fn postgres_manager(
+    url: &str,
+    isolation: Isolation,
+) -> AsyncDieselConnectionManager<AsyncPgConnection> {
+    let mut config = ManagerConfig::default();
+    config.custom_setup = Box::new(move |url| {
+        postgres::establish(url, isolation)
+            .map(|opened| opened.map(|opened| opened.conn))
+            .boxed()
+    });
+    config.recycling_method = RecyclingMethod::CustomFunction(Box::new(is_open));
+    AsyncDieselConnectionManager::new_with_config(url, config)
 }
 
 /// Pooled SQLite connections to `path`, set up by [`sqlite::establish`].

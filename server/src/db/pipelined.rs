@@ -7,11 +7,13 @@ use std::sync::{
 };
 use std::time::Duration;
 
-use diesel::result::{DatabaseErrorKind, Error as QueryError};
-use diesel_async::{AsyncConnection, AsyncPgConnection};
+use diesel_async::AsyncPgConnection;
 use tokio::sync::{Semaphore, SemaphorePermit};
 
-use super::DbError;
+use super::{
+    DbError, Isolation,
+    postgres::{self, Closed},
+};
 
 /// A fixed set of PostgreSQL connections shared by concurrent calls.
 ///
@@ -33,6 +35,7 @@ use super::DbError;
 /// own from the exclusive pool.
 pub struct PipelinedConnections {
     url: String,
+    isolation: Isolation,
     slots: Box<[Slot]>,
     next: AtomicUsize,
     /// Turns to run a statement: [`PIPELINE_DEPTH`] per connection.
@@ -41,10 +44,6 @@ pub struct PipelinedConnections {
     timeout: Duration,
 }
 
-/// How long opening a connection may take. Apart from the pool timeout: a
-/// short wait for a turn must not keep connections from ever opening.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// Statements in flight per connection at most. Deep enough to fill the
 /// gaps between round trips, shallow enough that a burst queues in the
 /// server, where it can time out, rather than inside the connection.
@@ -52,9 +51,9 @@ pub const PIPELINE_DEPTH: usize = 16;
 
 #[derive(Default)]
 struct Slot {
-    /// The live connection, if any. A std mutex: held only to clone or
-    /// swap the `Arc`, never across an await.
-    current: Mutex<Option<Arc<AsyncPgConnection>>>,
+    /// The connection, if one was opened. A std mutex: held only to clone
+    /// or swap the `Arc`, never across an await.
+    current: Mutex<Option<(Arc<AsyncPgConnection>, Closed)>>,
     /// Held while (re)connecting, so that one call connects and the others
     /// wait for its result instead of opening connections of their own.
     connecting: tokio::sync::Mutex<()>,
@@ -70,10 +69,11 @@ pub struct Lent<'p> {
 
 impl PipelinedConnections {
     /// `size` connections to `url`, opened on first use.
-    pub fn new(url: &str, size: u32, timeout: Duration) -> Self {
+    pub fn new(url: &str, isolation: Isolation, size: u32, timeout: Duration) -> Self {
         let size = usize::try_from(size).unwrap_or(1).max(1);
         Self {
             url: url.to_owned(),
+            isolation,
             slots: (0..size).map(|_| Slot::default()).collect(),
             next: AtomicUsize::new(0),
             turns: Semaphore::new(size * PIPELINE_DEPTH),
@@ -81,7 +81,9 @@ impl PipelinedConnections {
         }
     }
 
-    /// A turn on the next connection in line, opening it if it is not open.
+    /// A turn on the next connection in line, opening it if it is not open
+    /// (or no longer: a connection the server closed is replaced before
+    /// any call tries it).
     pub async fn get(&self) -> Result<Lent<'_>, DbError> {
         let turn = match tokio::time::timeout(self.timeout, self.turns.acquire()).await {
             Ok(Ok(turn)) => turn,
@@ -101,15 +103,14 @@ impl PipelinedConnections {
         if let Some(conn) = slot.live() {
             return Ok(lend(conn));
         }
-        let conn = tokio::time::timeout(CONNECT_TIMEOUT, AsyncPgConnection::establish(&self.url))
+        let opened = postgres::establish(&self.url, self.isolation)
             .await
-            .map_err(|_| DbError::Unreachable("timed out connecting to PostgreSQL".to_owned()))?
             .map_err(|error| {
-                tracing::warn!(%error, "database connection");
+                tracing::warn!(%error, "cannot connect to PostgreSQL");
                 DbError::Unreachable(error.to_string())
             })?;
-        let conn = Arc::new(conn);
-        *slot.lock() = Some(Arc::clone(&conn));
+        let conn = Arc::new(opened.conn);
+        *slot.lock() = Some((Arc::clone(&conn), opened.closed));
         Ok(lend(conn))
     }
 }
@@ -117,16 +118,12 @@ impl PipelinedConnections {
 impl Lent<'_> {
     /// Reports how the statement went: after a connection failure the
     /// connection is dropped, and the next call on its slot reconnects.
-    pub fn returned<T>(self, result: &Result<T, QueryError>) {
-        if let Err(QueryError::DatabaseError(
-            DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
-            _,
-        )) = result
-        {
+    pub fn returned<T>(self, result: &Result<T, DbError>) {
+        if result.as_ref().is_err_and(DbError::is_connection_lost) {
             let mut current = self.slot.lock();
             if current
                 .as_ref()
-                .is_some_and(|conn| Arc::ptr_eq(conn, &self.conn))
+                .is_some_and(|(conn, _)| Arc::ptr_eq(conn, &self.conn))
             {
                 *current = None;
             }
@@ -135,12 +132,16 @@ impl Lent<'_> {
 }
 
 impl Slot {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Arc<AsyncPgConnection>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<(Arc<AsyncPgConnection>, Closed)>> {
         self.current.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// The connection, unless none was opened or it has closed.
     fn live(&self) -> Option<Arc<AsyncPgConnection>> {
-        self.lock().clone()
+        self.lock()
+            .as_ref()
+            .filter(|(_, closed)| !closed.get())
+            .map(|(conn, _)| Arc::clone(conn))
     }
 }
 

@@ -337,7 +337,6 @@ mod tests {
     use diesel::{prelude::*, result::Error as QueryError};
     use diesel_async::RunQueryDsl;
     use futures_util::future::join_all;
-    use tokio::sync::oneshot;
 
     use crate::db::{Database, DbError, PoolOptions, Tx, migrations, on_backend, schema::users};
     use crate::domain::UserName;
@@ -353,7 +352,15 @@ mod tests {
         migrations::prepare(&url, migrations::Mode::Apply)
             .await
             .unwrap();
-        let db = Database::open(url, PoolOptions { size: 2, timeout }).unwrap();
+        let db = Database::open(
+            url,
+            PoolOptions {
+                size: 2,
+                timeout,
+                isolation: Default::default(),
+            },
+        )
+        .unwrap();
         (dir, db)
     }
 
@@ -376,17 +383,20 @@ mod tests {
         name: &'static str,
         hold: Duration,
     ) -> tokio::task::JoinHandle<Result<User, DbError>> {
-        let (started, running) = oneshot::channel();
+        let started = std::sync::Arc::new(tokio::sync::Notify::new());
         let db = db.clone();
-        let unit = tokio::spawn(async move {
-            db.write_statement(async move |mut tx| {
-                let _ = started.send(());
-                tokio::time::sleep(hold).await;
-                insert(&mut tx, name).await
-            })
-            .await
+        let unit = tokio::spawn({
+            let started = std::sync::Arc::clone(&started);
+            async move {
+                db.write_statement(async move |mut tx| {
+                    started.notify_one();
+                    tokio::time::sleep(hold).await;
+                    insert(&mut tx, name).await
+                })
+                .await
+            }
         });
-        running.await.unwrap();
+        started.notified().await;
         unit
     }
 

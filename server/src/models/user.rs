@@ -24,7 +24,7 @@ pub struct User {
 }
 
 /// A user about to be stored.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct NewUser {
     name: UserName,
     create_time: NaiveDateTime,

@@ -42,45 +42,56 @@ impl UserService for UsersService {
         &self,
         request: Request<pb::CreateUserRequest>,
     ) -> Result<Response<pb::CreateUserResponse>, Status> {
-        rpc("CreateUser", self.create_user_inner(request.into_inner())).await
+        rpc("CreateUser", request, |message| {
+            self.create_user_inner(message)
+        })
+        .await
     }
 
     async fn find_users(
         &self,
         request: Request<pb::FindUsersRequest>,
     ) -> Result<Response<pb::FindUsersResponse>, Status> {
-        rpc("FindUsers", self.find_users_inner(request.into_inner())).await
+        rpc("FindUsers", request, |message| {
+            self.find_users_inner(message)
+        })
+        .await
     }
 
     async fn get_user(
         &self,
         request: Request<pb::GetUserRequest>,
     ) -> Result<Response<pb::GetUserResponse>, Status> {
-        rpc("GetUser", self.get_user_inner(request.into_inner())).await
+        rpc("GetUser", request, |message| self.get_user_inner(message)).await
     }
 
     async fn update_user(
         &self,
         request: Request<pb::UpdateUserRequest>,
     ) -> Result<Response<pb::UpdateUserResponse>, Status> {
-        rpc("UpdateUser", self.update_user_inner(request.into_inner())).await
+        rpc("UpdateUser", request, |message| {
+            self.update_user_inner(message)
+        })
+        .await
     }
 
     async fn delete_user(
         &self,
         request: Request<pb::DeleteUserRequest>,
     ) -> Result<Response<pb::DeleteUserResponse>, Status> {
-        rpc("DeleteUser", self.delete_user_inner(request.into_inner())).await
+        rpc("DeleteUser", request, |message| {
+            self.delete_user_inner(message)
+        })
+        .await
     }
 
     async fn batch_create_users(
         &self,
         request: Request<pb::BatchCreateUsersRequest>,
     ) -> Result<Response<pb::BatchCreateUsersResponse>, Status> {
-        rpc(
-            "BatchCreateUsers",
-            self.batch_create_users_inner(request.into_inner()),
-        )
+        rpc("BatchCreateUsers", request, |message| {
+            self.batch_create_users_inner(message)
+        })
         .await
     }
 
@@ -90,7 +101,9 @@ impl UserService for UsersService {
         &self,
         request: Request<pb::FindUsersRequest>,
     ) -> Result<Response<Self::ExportUsersStream>, Status> {
-        let stream = self.export_users_inner(request.into_inner());
-        rpc("ExportUsers", std::future::ready(stream)).await
+        rpc("ExportUsers", request, |message| {
+            std::future::ready(self.export_users_inner(message))
+        })
+        .await
     }
 }
