@@ -40,10 +40,10 @@ impl UsersService {
         debug_assert!(mask.name);
         let name = UserName::parse("user.name", user.name)?;
 
-        let now = now();
         let written = self
             .db
-            .write(async move |mut tx| User::rename(&mut tx, id, expected, &name, now).await)
+            // The time is taken in the unit: a run after a conflict is later.
+            .write(async move |mut tx| User::rename(&mut tx, id, expected, &name, now()).await)
             .await?;
         match written {
             Written::Done(user) => Ok(pb::UpdateUserResponse {

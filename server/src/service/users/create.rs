@@ -15,6 +15,9 @@ use crate::models::{CreateRequest, NewUser, User, now};
 /// Most entries in one BatchCreateUsers.
 const MAX_BATCH: usize = 1000;
 
+/// Most reruns of a create that lost a race for a request id.
+const MAX_RACE_RERUNS: usize = 16;
+
 /// One user to create, validated.
 #[derive(Debug, Clone)]
 struct ToCreate {
@@ -128,19 +131,25 @@ impl UsersService {
         let ttl = self.request_id_ttl;
         let attempt = || {
             let entries = Arc::clone(&entries);
-            let now = now();
             self.db.write(async move |mut tx| {
+                // Taken in the unit: a run after a conflict is later.
+                let now = now();
                 create_in(&mut tx, &entries, now, cutoff(now, ttl)).await
             })
         };
         // A create that races ours under the same request id may commit
         // first: ours then fails on the request id's key, and runs again to
-        // find the other's user.
-        let outcome = match attempt().await {
-            Err(error) if is_unique_violation(&error) => attempt().await,
-            outcome => outcome,
-        };
-        outcome?
+        // find the other's user. Each run sees the racer it lost to, so
+        // reruns end; the bound is for safety.
+        let mut reruns = 0;
+        loop {
+            match attempt().await {
+                Err(error) if is_unique_violation(&error) && reruns < MAX_RACE_RERUNS => {
+                    reruns += 1;
+                }
+                outcome => return outcome?,
+            }
+        }
     }
 }
 
@@ -206,11 +215,17 @@ async fn create_in(
         return Ok(Err(ApiError::CreatedUserDeleted { id: *gone }));
     }
 
-    // Now write.
+    // Now write. Rows keyed by request id are written in request id order,
+    // whatever the order of the entries: two batches sharing request ids
+    // then wait for each other's keys in the same order, and cannot
+    // deadlock.
+    let mut expired = expired;
+    expired.sort_unstable();
     for request_id in &expired {
         CreateRequest::forget(tx, request_id).await?;
     }
     let mut users = Vec::with_capacity(entries.len());
+    let mut to_record = Vec::new();
     for entry in entries {
         let known = entry
             .request_id
@@ -223,7 +238,6 @@ async fn create_in(
         }
         let user = NewUser::new(entry.name.clone(), now).insert(tx).await?;
         if let Some(request_id) = &entry.request_id {
-            CreateRequest::record(tx, request_id, &entry.name, user.id, now).await?;
             // A later entry with the same request id gets this user.
             remembered.insert(
                 request_id.as_str().to_owned(),
@@ -234,8 +248,13 @@ async fn create_in(
                 },
             );
             earlier_users.insert(user.id, user.clone());
+            to_record.push((request_id, &entry.name, user.id));
         }
         users.push(user);
+    }
+    to_record.sort_unstable_by_key(|(request_id, _, _)| request_id.as_str());
+    for (request_id, name, user_id) in to_record {
+        CreateRequest::record(tx, request_id, name, user_id, now).await?;
     }
     Ok(Ok(users))
 }
