@@ -56,13 +56,13 @@ pub async fn establish(url: &str, isolation: Isolation) -> ConnectionResult<Open
     let (client, connection) = config
         .connect(tokio_postgres::NoTls)
         .await
-        .map_err(|error| ConnectionError::BadConnection(error.to_string()))?;
+        .map_err(|error| ConnectionError::BadConnection(with_causes(&error)))?;
     let closed = Closed::default();
     tokio::spawn({
         let closed = closed.clone();
         async move {
             if let Err(error) = connection.await {
-                tracing::warn!(%error, "PostgreSQL connection lost");
+                tracing::warn!(error = with_causes(&error), "PostgreSQL connection lost");
             }
             closed.0.store(true, Ordering::Release);
         }
@@ -86,4 +86,18 @@ impl Isolation {
             }
         }
     }
+}
+
+/// `error` and its causes: tokio-postgres says only "db error" or "error
+/// connecting to server", and leaves the why ("the database system is
+/// shutting down", "Connection refused") to its source.
+fn with_causes(error: &tokio_postgres::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
