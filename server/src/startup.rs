@@ -11,13 +11,13 @@ use tonic_health::server::HealthReporter;
 use users_client::pb::{self, user_service_server::UserServiceServer};
 
 use crate::config::Config;
-use crate::telemetry;
 use crate::db::{
     Database, DbOpenError, PoolOptions,
     migrations::{self, MigrationError},
     url::{DatabaseUrl, UrlError},
 };
 use crate::service::{UsersService, forget_expired_request_ids};
+use crate::telemetry;
 
 /// A server with its database ready and its socket bound, not yet serving.
 #[derive(Debug)]

@@ -3,6 +3,7 @@
 //! through the client crate.
 
 mod database;
+mod private_postgres;
 
 use std::net::SocketAddr;
 
@@ -11,6 +12,7 @@ use users_client::{FindUsers, User, UsersClient};
 use users_server::{Application, Config, StartupError};
 
 pub use database::{Backend, POSTGRES_URL_VAR, TestDatabase, WriteLock};
+pub use private_postgres::{POSTGRES_BINDIR_VAR, PrivatePostgres, StopMode};
 
 /// A running server with its own database, and a client connected to it.
 /// Dropping it stops the server and deletes the database.

@@ -1,0 +1,193 @@
+//! Thousands of calls cancelled at random points, by their deadline (the
+//! server drops the call) or by the caller dropping it (HTTP/2 RST_STREAM):
+//! no pooled connection is left inside a transaction, every batch is stored
+//! whole or not at all, and the server serves normally afterwards.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use diesel::{QueryableByName, sql_types::Text};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use futures_util::{StreamExt, future::join_all, stream};
+use rand::Rng;
+use tonic::Code;
+use users_client::pb;
+use users_tests::{Backend, TestApp, spawn_app_with};
+
+/// Calls cancelled at random.
+const CALLS: usize = 3000;
+/// Users per batch.
+const BATCH: usize = 10;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_calls_cancelled_at_random_points_leave_every_connection_clean() {
+    cancelled_at_random_points(Backend::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_calls_cancelled_at_random_points_leave_every_batch_whole() {
+    cancelled_at_random_points(Backend::Sqlite).await;
+}
+
+async fn cancelled_at_random_points(backend: Backend) {
+    let app = spawn_app_with(backend, |config| config.pool_size = 4).await;
+    let target = app.client.create_user("target").await.unwrap();
+
+    let outcomes: Vec<Code> = stream::iter(0..CALLS)
+        .map(|call| cancelled_call(&app, call, target.id))
+        .buffer_unordered(8)
+        .collect()
+        .await;
+    let mut by_code = BTreeMap::new();
+    for code in &outcomes {
+        *by_code.entry(format!("{code:?}")).or_insert(0) += 1;
+    }
+    println!("{backend:?}: {CALLS} calls with random deadlines and drops: {by_code:?}");
+    for code in &outcomes {
+        assert!(
+            matches!(code, Code::Ok | Code::DeadlineExceeded | Code::Cancelled),
+            "a cancelled call fails only as cancelled: {by_code:?}"
+        );
+    }
+    assert!(
+        by_code.get("Ok").copied().unwrap_or(0) > 0,
+        "some calls finished"
+    );
+    assert!(
+        by_code.get("Ok").copied().unwrap_or(0) < CALLS,
+        "some calls were cancelled"
+    );
+
+    if backend == Backend::Postgres {
+        // The server drops a cancelled call's connection if it was inside a
+        // transaction; PostgreSQL notices the closed socket at once.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let sessions = session_states(&app).await;
+        println!("PostgreSQL sessions of the server afterwards, by state: {sessions:?}");
+        for state in sessions.keys() {
+            assert_eq!(
+                state, "idle",
+                "no session is left in a transaction: {sessions:?}"
+            );
+        }
+    }
+
+    // Whole or nothing.
+    let stored = crate::crash::stored_users(&app.client).await;
+    let mut sizes: BTreeMap<usize, usize> = BTreeMap::new();
+    for call in 0..CALLS {
+        let size = (0..BATCH)
+            .filter(|i| stored.contains_key(&format!("batch-{call}-{i}")))
+            .count();
+        *sizes.entry(size).or_default() += 1;
+    }
+    println!("{backend:?}: batches by users stored: {sizes:?}");
+    assert!(
+        sizes.keys().all(|size| *size == 0 || *size == BATCH),
+        "every batch stored whole or not at all: {sizes:?}"
+    );
+
+    // And the pool serves as before: as many transactions at once as it
+    // has connections, several times over.
+    let after = join_all((0..32).map(|i| {
+        let client = app.client.clone();
+        async move {
+            client
+                .batch_create_users((0..BATCH).map(|j| format!("after-{i}-{j}")))
+                .await
+        }
+    }))
+    .await;
+    for batch in after {
+        batch.expect("the pool serves normally after the cancellations");
+    }
+    app.client
+        .rename_user(target.id, "target, renamed", None)
+        .await
+        .expect("the pool serves normally after the cancellations");
+}
+
+/// One call, cancelled after a random 0-20 ms: half by a deadline the
+/// server enforces, half by the caller dropping it. Mostly batches (a
+/// transaction of several statements), some renames.
+async fn cancelled_call(app: &TestApp, call: usize, target: i64) -> Code {
+    let (after, by_deadline, rename) = {
+        let mut rng = rand::rng();
+        (
+            Duration::from_micros(rng.random_range(0..40_000)),
+            rng.random_bool(0.5),
+            rng.random_bool(0.2),
+        )
+    };
+    let mut raw = app.client.raw();
+    let answer = async move {
+        if rename {
+            let mut request = tonic::Request::new(pb::UpdateUserRequest {
+                user: Some(pb::User {
+                    id: target,
+                    name: format!("renamed-{call}"),
+                    ..Default::default()
+                }),
+                update_mask: None,
+            });
+            if by_deadline {
+                request.set_timeout(after);
+            }
+            raw.update_user(request).await.map(|_| ())
+        } else {
+            let requests = (0..BATCH)
+                .map(|i| pb::CreateUserRequest {
+                    name: format!("batch-{call}-{i}"),
+                    request_id: uuid::Uuid::new_v4().to_string(),
+                })
+                .collect();
+            let mut request = tonic::Request::new(pb::BatchCreateUsersRequest { requests });
+            if by_deadline {
+                request.set_timeout(after);
+            }
+            raw.batch_create_users(request).await.map(|_| ())
+        }
+    };
+    if by_deadline {
+        answer.await.map_or_else(
+            |status| {
+                if status.code() != Code::Cancelled {
+                    eprintln!("{after:?} {status:?}");
+                }
+                status.code()
+            },
+            |()| Code::Ok,
+        )
+    } else {
+        match tokio::time::timeout(after, answer).await {
+            Ok(answered) => answered.map_or_else(|status| status.code(), |()| Code::Ok),
+            Err(_) => Code::Cancelled,
+        }
+    }
+}
+
+#[derive(QueryableByName)]
+struct SessionState {
+    #[diesel(sql_type = Text)]
+    state: String,
+}
+
+/// The server's sessions on its database, counted by `pg_stat_activity`
+/// state (`idle`, `active`, `idle in transaction`, ...).
+async fn session_states(app: &TestApp) -> BTreeMap<String, usize> {
+    let mut conn = AsyncPgConnection::establish(&app.database().url())
+        .await
+        .unwrap();
+    let sessions: Vec<SessionState> = diesel::sql_query(
+        "SELECT coalesce(state, '') AS state FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid() \
+         AND backend_type = 'client backend'",
+    )
+    .load(&mut conn)
+    .await
+    .unwrap();
+    let mut states = BTreeMap::new();
+    for session in sessions {
+        *states.entry(session.state).or_default() += 1;
+    }
+    states
+}

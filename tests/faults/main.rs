@@ -1,0 +1,19 @@
+//! Fault tests: the real server, often as a process of its own, under load
+//! while its database is stopped or crashes, while it is killed, while
+//! callers cancel, while its pool is exhausted and while its transactions
+//! conflict. Each asserts that nothing acknowledged is lost, and prints
+//! what it saw (`cargo test -p users-tests --test faults -- --nocapture`);
+//! RELIABILITY.md collects the numbers.
+//!
+//! Tests that stop PostgreSQL start a cluster of their own
+//! ([`users_tests::PrivatePostgres`]); the others use the server at
+//! `USERS_TEST_POSTGRES_URL`, in a database of their own, and fail, never
+//! skip, when it is unreachable.
+
+mod cancellation;
+mod crash;
+mod load;
+mod outage;
+mod pool_exhaustion;
+mod retries;
+mod server;

@@ -1,0 +1,217 @@
+//! [`PrivatePostgres`]: a PostgreSQL cluster of a test's own, which it may
+//! stop, crash and start again without disturbing anyone else.
+
+use std::{
+    net::TcpListener,
+    os::unix::fs::MetadataExt,
+    path::{Path, PathBuf},
+    process::{Command, Output},
+};
+
+/// Where `initdb` and `pg_ctl` are, if not in the newest
+/// `/usr/lib/postgresql/*/bin`.
+pub const POSTGRES_BINDIR_VAR: &str = "USERS_TEST_POSTGRES_BINDIR";
+
+/// A PostgreSQL cluster created by `initdb` in a temporary directory,
+/// listening on a free loopback port, with trust authentication for user
+/// `postgres`. Stopped (immediately) and deleted on drop.
+#[derive(Debug)]
+pub struct PrivatePostgres {
+    bindir: PathBuf,
+    /// Holds `data/` (the cluster), the server's log and its socket.
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+/// How [`PrivatePostgres::stop`] stops the server (`pg_ctl stop -m`).
+#[derive(Debug, Clone, Copy)]
+pub enum StopMode {
+    /// Disconnects every client, rolling back their transactions, and shuts
+    /// down cleanly: a planned restart.
+    Fast,
+    /// Kills every server process at once; the next start recovers from
+    /// the WAL: a crash.
+    Immediate,
+}
+
+impl PrivatePostgres {
+    /// Creates the cluster and starts it.
+    pub fn start() -> Self {
+        let bindir = bindir();
+        let dir = tempfile::Builder::new()
+            .prefix("users-test-pg-")
+            .tempdir()
+            .expect("cannot create a temporary directory");
+        let cluster = Self {
+            bindir,
+            dir,
+            port: free_port(),
+        };
+        if let Some((uid, gid)) = postgres_owner() {
+            std::os::unix::fs::chown(cluster.dir.path(), Some(uid), Some(gid))
+                .expect("cannot hand the cluster's directory to the postgres user");
+        }
+        cluster.run(
+            "initdb",
+            &[
+                "--pgdata",
+                &cluster.data().display().to_string(),
+                "--username",
+                "postgres",
+                "--auth",
+                "trust",
+                "--no-sync",
+                "--no-instructions",
+            ],
+        );
+        cluster.start_again();
+        cluster
+    }
+
+    /// A URL for `database` on this cluster (`postgres` always exists).
+    pub fn url(&self, database: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
+    }
+
+    /// Stops the server; returns once it is down.
+    pub fn stop(&self, mode: StopMode) {
+        let mode = match mode {
+            StopMode::Fast => "fast",
+            StopMode::Immediate => "immediate",
+        };
+        let data = self.data().display().to_string();
+        self.run(
+            "pg_ctl",
+            &["stop", "--pgdata", &data, "--mode", mode, "--wait"],
+        );
+    }
+
+    /// Starts the server (again); returns once it accepts connections.
+    pub fn start_again(&self) {
+        let options = format!(
+            "-c listen_addresses=127.0.0.1 -c port={} -c unix_socket_directories={}",
+            self.port,
+            self.dir.path().display()
+        );
+        let data = self.data().display().to_string();
+        let log = self.dir.path().join("postgres.log").display().to_string();
+        self.run(
+            "pg_ctl",
+            &[
+                "start",
+                "--pgdata",
+                &data,
+                "--log",
+                &log,
+                "--options",
+                &options,
+                "--wait",
+            ],
+        );
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// Runs one of PostgreSQL's programs; panics with its output if it
+    /// fails.
+    fn run(&self, program: &str, args: &[&str]) -> Output {
+        let output = self
+            .command(program)
+            .args(args)
+            .output()
+            .unwrap_or_else(|error| panic!("cannot run {program}: {error}"));
+        assert!(
+            output.status.success(),
+            "{program} {args:?} failed: {}\n{}\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr),
+        );
+        output
+    }
+
+    /// One of PostgreSQL's programs, to run as the `postgres` user when we
+    /// are root (PostgreSQL refuses to run as root).
+    fn command(&self, program: &str) -> Command {
+        let program = self.bindir.join(program);
+        let mut command = if postgres_owner().is_some() {
+            let mut command = Command::new("runuser");
+            command.args(["-u", "postgres", "--"]).arg(program);
+            command
+        } else {
+            Command::new(program)
+        };
+        command.current_dir(self.dir.path());
+        command
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        // Fails if a test left it stopped: nothing to do then.
+        let data = self.data().display().to_string();
+        let _ = self
+            .command("pg_ctl")
+            .args(["stop", "--pgdata", &data, "--mode", "immediate", "--wait"])
+            .output();
+    }
+}
+
+/// `USERS_TEST_POSTGRES_BINDIR`, or the newest installed PostgreSQL's.
+fn bindir() -> PathBuf {
+    if let Some(dir) = std::env::var_os(POSTGRES_BINDIR_VAR) {
+        return PathBuf::from(dir);
+    }
+    let newest = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .map(|entry| entry.path().join("bin"))
+        .filter(|bin| bin.join("initdb").is_file())
+        .max_by_key(|bin| {
+            bin.parent()
+                .and_then(Path::file_name)
+                .and_then(|version| version.to_str()?.parse::<u32>().ok())
+        });
+    newest.unwrap_or_else(|| {
+        panic!(
+            "the fault tests start a PostgreSQL cluster of their own and need its programs \
+             (initdb, pg_ctl): install PostgreSQL's server package (Debian: postgresql-15) \
+             or set {POSTGRES_BINDIR_VAR} to the directory that holds them"
+        )
+    })
+}
+
+/// When we run as root, the uid and gid to run PostgreSQL as: those of the
+/// `postgres` user, which the server package creates.
+fn postgres_owner() -> Option<(u32, u32)> {
+    let running_as_root = std::fs::metadata("/proc/self").is_ok_and(|me| me.uid() == 0);
+    if !running_as_root {
+        return None;
+    }
+    let id = |flag: &str| -> u32 {
+        let output = Command::new("id")
+            .args([flag, "postgres"])
+            .output()
+            .expect("cannot run id");
+        assert!(
+            output.status.success(),
+            "running as root, the fault tests need a `postgres` user to run PostgreSQL as"
+        );
+        String::from_utf8_lossy(&output.stdout)
+            .trim()
+            .parse()
+            .expect("id prints a number")
+    };
+    Some((id("-u"), id("-g")))
+}
+
+/// A loopback port nobody listens on right now.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("cannot find a free port")
+        .port()
+}
