@@ -92,3 +92,66 @@ async fn postgres_calls_beyond_the_pool_are_unavailable_within_the_pool_timeout(
     let renamed = app.client.rename_user(user.id, "after", None).await;
     assert!(renamed.is_ok(), "{renamed:?}");
 }
+
+/// SQLite has one writer: while a lock held outside the server keeps it
+/// waiting, every write waits for its turn, and gets UNAVAILABLE at the
+/// pool timeout with nothing written; reads are served meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_writes_that_cannot_start_in_time_are_unavailable_and_not_applied() {
+    let app = spawn_app_with(Backend::Sqlite, |config| {
+        config.pool_size = POOL_SIZE;
+        config.pool_timeout = POOL_TIMEOUT;
+    })
+    .await;
+    let before = app.client.create_user("before").await.unwrap();
+    let lock = app.database().lock_for_writes().await;
+
+    let started = Instant::now();
+    let creates = join_all((0..40).map(|i| {
+        let client = app.client.clone();
+        async move {
+            let result = client.create_user(format!("create-{i}")).await;
+            (result, started.elapsed())
+        }
+    }));
+    let reads = async {
+        tokio::time::sleep(POOL_TIMEOUT / 2).await;
+        app.client.get_user(before.id).await
+    };
+    let (creates, read) = tokio::join!(creates, reads);
+    assert_eq!(read.expect("reads are served while writes wait"), before);
+    let slowest = creates
+        .iter()
+        .map(|(_, took)| *took)
+        .max()
+        .unwrap_or_default();
+    println!(
+        "SQLite: 40 creates while the writer waited for a lock: {} UNAVAILABLE, the slowest after {slowest:?} (pool timeout {POOL_TIMEOUT:?})",
+        creates
+            .iter()
+            .filter(|(result, _)| matches!(result, Err(ClientError::Unavailable(_))))
+            .count()
+    );
+    for (result, took) in &creates {
+        assert!(
+            matches!(result, Err(ClientError::Unavailable(_))),
+            "{result:?}"
+        );
+        assert!(
+            *took >= POOL_TIMEOUT && *took < POOL_TIMEOUT * 2,
+            "UNAVAILABLE at the pool timeout: {took:?}"
+        );
+    }
+    lock.release().await;
+
+    let after = app.client.create_user("after").await.unwrap();
+    let stored = crate::crash::stored_users(&app.client).await;
+    let mut names: Vec<_> = stored.keys().cloned().collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["after", "before"],
+        "no UNAVAILABLE create was applied"
+    );
+    assert!(after.id > before.id);
+}

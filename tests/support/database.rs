@@ -105,7 +105,10 @@ impl TestDatabase {
                 )
                 .await
                 .unwrap();
-                conn.batch_execute("BEGIN IMMEDIATE").await.unwrap();
+                // Waits its turn if the server is writing right now.
+                conn.batch_execute("PRAGMA busy_timeout = 5000; BEGIN IMMEDIATE")
+                    .await
+                    .unwrap();
                 WriteLock::Sqlite(conn)
             }
             Self::Postgres { admin_url, name } => {

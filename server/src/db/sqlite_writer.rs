@@ -1,7 +1,17 @@
 //! [`SqliteWriter`]: SQLite's one writing connection, on a thread of its
 //! own, committing concurrent units of work in groups.
 
-use std::{future::Future, panic::AssertUnwindSafe, pin::Pin, thread, time::Duration};
+use std::{
+    future::Future,
+    panic::AssertUnwindSafe,
+    pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicU8, Ordering},
+    },
+    thread,
+    time::Duration,
+};
 
 use tokio::time::Instant;
 
@@ -38,8 +48,10 @@ use super::{Boundary, DbError, Tx, UnitOfWork, sqlite};
 ///   while the units not yet run go into the next group.
 ///
 /// A unit whose caller stopped waiting before its turn is not run; nor is
-/// one that waited longer than the pool timeout, which fails with
-/// [`DbError::PoolTimedOut`] as if no connection had come free.
+/// one whose turn did not come within the pool timeout: its caller gets
+/// [`DbError::PoolTimedOut`] then, as if no connection had come free, and
+/// can retry safely. Once a unit has started, its caller waits for its
+/// group's outcome.
 #[derive(Debug, Clone)]
 pub struct SqliteWriter {
     queue: mpsc::Sender<Box<dyn Job>>,
@@ -79,11 +91,12 @@ impl SqliteWriter {
         R: Send + 'static,
         W: for<'c> UnitOfWork<'c, R> + 'static,
     {
-        let (reply, outcome) = oneshot::channel();
+        let (reply, mut outcome) = oneshot::channel();
         let deadline = Instant::now() + self.timeout;
+        let turn = Arc::new(Turn::default());
         let unit = Box::new(Queued {
             work: Some((boundary, work)),
-            deadline,
+            turn: Arc::clone(&turn),
             result: None,
             reply,
         });
@@ -92,7 +105,49 @@ impl SqliteWriter {
             Ok(Err(_)) => return Err(DbError::WriterStopped),
             Err(_) => return Err(DbError::PoolTimedOut),
         }
-        outcome.await.unwrap_or(Err(DbError::WriterStopped))
+        let stopped = |_| Err(DbError::WriterStopped);
+        match tokio::time::timeout_at(deadline, &mut outcome).await {
+            Ok(answer) => answer.unwrap_or_else(stopped),
+            Err(_) if turn.give_up() => Err(DbError::PoolTimedOut),
+            // It started in time: its group decides.
+            Err(_) => outcome.await.unwrap_or_else(stopped),
+        }
+    }
+}
+
+/// Whether a queued unit has started, or its caller has given up waiting
+/// for it to: whichever happens first decides, so that a caller told
+/// "timed out" can be sure its unit never ran.
+#[derive(Debug, Default)]
+struct Turn(AtomicU8);
+
+impl Turn {
+    const WAITING: u8 = 0;
+    const STARTED: u8 = 1;
+    const GIVEN_UP: u8 = 2;
+
+    /// The writer starts the unit, unless its caller gave up.
+    fn start(&self) -> bool {
+        self.0
+            .compare_exchange(
+                Self::WAITING,
+                Self::STARTED,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok()
+    }
+
+    /// The caller gives up, unless the unit has started.
+    fn give_up(&self) -> bool {
+        self.0
+            .compare_exchange(
+                Self::WAITING,
+                Self::GIVEN_UP,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok()
     }
 }
 
@@ -101,14 +156,9 @@ trait Job: Send {
     /// Whether its caller stopped waiting.
     fn abandoned(&self) -> bool;
 
-    /// Whether it waited too long for its turn, at `now`.
-    fn expired(&self, now: Instant) -> bool;
-
-    /// Tells the caller it waited too long, without running the unit.
-    fn time_out(self: Box<Self>);
-
-    /// Runs the unit inside the group's transaction. Returns the error that
-    /// ends the group, if the unit failed with one.
+    /// Runs the unit inside the group's transaction, unless its caller gave
+    /// up waiting. Returns the error that ends the group, if the unit failed
+    /// with one.
     fn run<'a>(
         &'a mut self,
         conn: &'a mut sqlite::Connection,
@@ -121,8 +171,7 @@ trait Job: Send {
 
 struct Queued<W, R> {
     work: Option<(Boundary, W)>,
-    /// Its turn must come before this.
-    deadline: Instant,
+    turn: Arc<Turn>,
     result: Option<diesel::QueryResult<R>>,
     reply: oneshot::Sender<Result<R, DbError>>,
 }
@@ -136,19 +185,14 @@ where
         self.reply.is_closed()
     }
 
-    fn expired(&self, now: Instant) -> bool {
-        now >= self.deadline
-    }
-
-    fn time_out(self: Box<Self>) {
-        let _ = self.reply.send(Err(DbError::PoolTimedOut));
-    }
-
     fn run<'a>(
         &'a mut self,
         conn: &'a mut sqlite::Connection,
     ) -> Pin<Box<dyn Future<Output = Option<QueryError>> + 'a>> {
         Box::pin(async move {
+            if !self.turn.start() {
+                return None;
+            }
             let (boundary, work) = self.work.take()?;
             let result = match boundary {
                 // One statement is atomic on its own: if it fails, SQLite
@@ -200,10 +244,6 @@ async fn serve(path: String, mut queue: mpsc::Receiver<Box<dyn Job>>) {
             }
         }
         group.retain(|unit| !unit.abandoned());
-        let now = Instant::now();
-        for unit in group.extract_if(.., |unit| unit.expired(now)) {
-            unit.time_out();
-        }
         if group.is_empty() {
             continue;
         }
@@ -504,9 +544,15 @@ mod tests {
         let (_dir, db) = database(Duration::from_millis(100)).await;
         let first = occupy(&db, "first", Duration::from_millis(300)).await;
 
+        let started = std::time::Instant::now();
         let late = create(&db, "too late").await;
+        let waited = started.elapsed();
         assert!(matches!(late, Err(DbError::PoolTimedOut)), "{late:?}");
         assert!(late.unwrap_err().is_transient());
+        assert!(
+            waited < Duration::from_millis(250),
+            "told at the pool timeout, not once the writer is free: {waited:?}"
+        );
 
         first.await.unwrap().unwrap();
         assert_eq!(stored_names(&db).await, ["first"]);
