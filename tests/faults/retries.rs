@@ -123,3 +123,35 @@ async fn batches_sharing_request_ids(client: &UsersClient) {
         "{RACERS} concurrent batches sharing {SHARED_IDS} request ids: all succeeded, {SHARED_IDS} users stored"
     );
 }
+
+/// Another process holds SQLite's write lock for longer than the server's
+/// busy timeout (5 s): the server's transaction fails with SQLITE_BUSY, is
+/// run again, and succeeds once the lock is released, within the call's
+/// time (here a pool timeout of 20 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_busy_is_retried_until_the_lock_is_released() {
+    const HELD: std::time::Duration = std::time::Duration::from_secs(6);
+    let app = users_tests::spawn_app_with(Backend::Sqlite, |config| {
+        config.pool_timeout = std::time::Duration::from_secs(20);
+    })
+    .await;
+    // Once this is stored, the writer is idle (the start-up purge of
+    // expired request ids has run, too).
+    app.client.create_user("first").await.unwrap();
+    let lock = app.database().lock_for_writes().await;
+    let started = std::time::Instant::now();
+    let (created, ()) = tokio::join!(app.client.create_user("patient"), async {
+        tokio::time::sleep(HELD).await;
+        lock.release().await;
+    });
+    let took = started.elapsed();
+    println!("SQLite locked by another process for {HELD:?}: the create succeeded after {took:?}");
+    let created = created.expect("the create outlasts the lock");
+    assert!(took >= HELD);
+    let stored = crate::crash::stored_users(&app.client).await;
+    assert_eq!(
+        stored.get("patient"),
+        Some(&vec![created.id]),
+        "stored once"
+    );
+}
