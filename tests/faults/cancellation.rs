@@ -13,7 +13,7 @@ use tonic::Code;
 use users_client::pb;
 use users_tests::{Backend, TestApp, spawn_app_with};
 
-/// Calls cancelled at random.
+/// Calls cancelled at random (times [`crate::soak`]).
 const CALLS: usize = 3000;
 /// Users per batch.
 const BATCH: usize = 10;
@@ -29,10 +29,11 @@ async fn sqlite_calls_cancelled_at_random_points_leave_every_batch_whole() {
 }
 
 async fn cancelled_at_random_points(backend: Backend) {
+    let calls = CALLS * crate::soak();
     let app = spawn_app_with(backend, |config| config.pool_size = 4).await;
     let target = app.client.create_user("target").await.unwrap();
 
-    let outcomes: Vec<Code> = stream::iter(0..CALLS)
+    let outcomes: Vec<Code> = stream::iter(0..calls)
         .map(|call| cancelled_call(&app, call, target.id))
         .buffer_unordered(8)
         .collect()
@@ -41,7 +42,7 @@ async fn cancelled_at_random_points(backend: Backend) {
     for code in &outcomes {
         *by_code.entry(format!("{code:?}")).or_insert(0) += 1;
     }
-    println!("{backend:?}: {CALLS} calls with random deadlines and drops: {by_code:?}");
+    println!("{backend:?}: {calls} calls with random deadlines and drops: {by_code:?}");
     for code in &outcomes {
         assert!(
             matches!(code, Code::Ok | Code::DeadlineExceeded | Code::Cancelled),
@@ -53,7 +54,7 @@ async fn cancelled_at_random_points(backend: Backend) {
         "some calls finished"
     );
     assert!(
-        by_code.get("Ok").copied().unwrap_or(0) < CALLS,
+        by_code.get("Ok").copied().unwrap_or(0) < calls,
         "some calls were cancelled"
     );
 
@@ -74,7 +75,7 @@ async fn cancelled_at_random_points(backend: Backend) {
     // Whole or nothing.
     let stored = crate::crash::stored_users(&app.client).await;
     let mut sizes: BTreeMap<usize, usize> = BTreeMap::new();
-    for call in 0..CALLS {
+    for call in 0..calls {
         let size = (0..BATCH)
             .filter(|i| stored.contains_key(&format!("batch-{call}-{i}")))
             .count();

@@ -28,13 +28,15 @@ async fn postgres_server_killed_mid_write_loses_no_acknowledged_create() {
 async fn killed_mid_write(backend: Backend) {
     let db = TestDatabase::create(backend).await;
     let mut server = ServerProcess::start(&db.url(), &[]);
-    let load = CreateLoad::start(&server.client().await, 16, "crash");
-    load.wait_for_acknowledged(500).await;
-
-    server.kill();
-    let outcomes = load.stop().await;
-
-    server.restart();
+    let mut outcomes = Outcomes::default();
+    let kills = crate::soak();
+    for kill in 0..kills {
+        let load = CreateLoad::start(&server.client().await, 16, &format!("crash-{kill}"));
+        load.wait_for_acknowledged(500).await;
+        server.kill();
+        outcomes.calls.extend(load.stop().await.calls);
+        server.restart();
+    }
     assert_eq!(
         server.log_lines_with("applied migrations").len(),
         1,
@@ -61,7 +63,7 @@ async fn killed_mid_write(backend: Backend) {
         .count();
 
     println!(
-        "kill -9 ({backend:?}): {} creates acknowledged before the kill, lost or duplicated: {lost}; \
+        "kill -9 ({backend:?}) x{kills}: {} creates acknowledged, lost or duplicated: {lost}; \
          {} unanswered ({:?}), {stored_before_retry} of them stored before they were sent again, \
          not stored exactly once after: {not_once}",
         outcomes.acknowledged().count(),
@@ -98,8 +100,9 @@ pub async fn acknowledged_but_not_stored_once(client: &UsersClient, outcomes: &O
         if ids != Some(&[id]) {
             wrong += 1;
             eprintln!(
-                "{} was acknowledged as user {id}, stored as {ids:?}",
-                attempt.name
+                "{} was acknowledged as user {id}, stored as {ids:?}; user {id} now: {:?}",
+                attempt.name,
+                client.get_user(id).await
             );
         }
     }

@@ -9,6 +9,9 @@
 //! ([`users_tests::PrivatePostgres`]); the others use the server at
 //! `USERS_TEST_POSTGRES_URL`, in a database of their own, and fail, never
 //! skip, when it is unreachable.
+//!
+//! By default each takes seconds, for CI; `USERS_TEST_SOAK=N` makes them
+//! soak tests, N times longer (N outages, N kills, N times the calls).
 
 mod cancellation;
 mod crash;
@@ -17,3 +20,15 @@ mod outage;
 mod pool_exhaustion;
 mod retries;
 mod server;
+
+/// How many times longer than in CI the tests run: `USERS_TEST_SOAK`, or 1.
+pub fn soak() -> usize {
+    match std::env::var("USERS_TEST_SOAK") {
+        Err(_) => 1,
+        Ok(text) => text
+            .parse()
+            .ok()
+            .filter(|times| *times > 0)
+            .unwrap_or_else(|| panic!("USERS_TEST_SOAK={text:?}: expected a positive number")),
+    }
+}

@@ -8,53 +8,70 @@ use users_tests::{PrivatePostgres, StopMode};
 
 use crate::{load::CreateLoad, server::ServerProcess};
 
-/// How long the database stays down.
-const OUTAGE: Duration = Duration::from_secs(3);
+/// How long the database stays down each time.
+const OUTAGE: Duration = Duration::from_secs(2);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_stopped_under_load_fails_fast_and_recovers_without_a_restart() {
-    outage(StopMode::Fast).await;
+    outage(StopMode::Fast, 1).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_crashed_under_load_fails_fast_and_recovers_without_a_restart() {
-    outage(StopMode::Immediate).await;
+    // Five crashes: a write caught between its rows and its commit is rare
+    // (acknowledging it, before `db::written_row`, lost a create in about
+    // one crash in three), and this is where it would show.
+    outage(StopMode::Immediate, 5).await;
 }
 
-async fn outage(mode: StopMode) {
+/// `outages` times (times [`crate::soak`]): PostgreSQL goes down under
+/// load, stays down for [`OUTAGE`], comes back.
+async fn outage(mode: StopMode, outages: usize) {
     let postgres = PrivatePostgres::start();
     let mut server = ServerProcess::start(&postgres.url("postgres"), &["--pool-size", "4"]);
     let client = server.client().await;
     let load = CreateLoad::start(&client, 8, "outage");
     load.wait_for_acknowledged(200).await;
 
-    tokio::task::block_in_place(|| postgres.stop(mode));
-    let down_at = Instant::now();
-    tokio::time::sleep(OUTAGE).await;
-    assert!(server.is_running(), "the server survives the outage");
-    let restarted_at = Instant::now();
-    tokio::task::block_in_place(|| postgres.start_again());
-    let back_at = Instant::now();
-    load.wait_for_acknowledged(200).await;
+    // Each outage: when PostgreSQL was down, and when it was back.
+    let mut windows = Vec::new();
+    for _ in 0..outages * crate::soak() {
+        tokio::task::block_in_place(|| postgres.stop(mode));
+        let down_at = Instant::now();
+        tokio::time::sleep(OUTAGE).await;
+        assert!(server.is_running(), "the server survives the outage");
+        let restarting_at = Instant::now();
+        tokio::task::block_in_place(|| postgres.start_again());
+        windows.push((down_at..restarting_at, Instant::now()));
+        load.wait_for_acknowledged(200).await;
+    }
     let outcomes = load.stop().await;
 
     let during: Vec<_> = outcomes
         .calls
         .iter()
-        .filter(|call| call.sent >= down_at && call.sent < restarted_at)
+        .filter(|call| windows.iter().any(|(down, _)| down.contains(&call.sent)))
         .collect();
-    let recovered_at = outcomes
-        .first_success_since(back_at)
-        .expect("creates succeed again once PostgreSQL is back");
+    let recoveries: Vec<Duration> = windows
+        .iter()
+        .map(|(_, back_at)| {
+            outcomes
+                .first_success_since(*back_at)
+                .expect("creates succeed again once PostgreSQL is back")
+                - *back_at
+        })
+        .collect();
+    let slowest_recovery = recoveries.iter().max().copied().unwrap_or_default();
     println!(
-        "outage ({mode:?}): {} calls, {} acknowledged; failures by code {:?}; \
-         slowest failure {:?}; {} calls while down, all failed; recovered {:?} after PostgreSQL was back",
+        "outage ({mode:?}) x{}: {} calls, {} acknowledged; failures by code {:?}; \
+         slowest failure {:?}; {} calls while down, all failed; recovered {recoveries:?} \
+         after PostgreSQL was back",
+        windows.len(),
         outcomes.calls.len(),
         outcomes.acknowledged().count(),
         outcomes.failures_by_code(),
         outcomes.slowest_failure(),
         during.len(),
-        recovered_at - back_at,
     );
 
     // While down: UNAVAILABLE, fast; never a hang, INTERNAL, or success.
@@ -75,9 +92,8 @@ async fn outage(mode: StopMode) {
     );
     // Back: the pools replaced their broken connections by themselves.
     assert!(
-        recovered_at - back_at < Duration::from_secs(5),
-        "recovered in {:?}",
-        recovered_at - back_at
+        slowest_recovery < Duration::from_secs(5),
+        "recovered in {recoveries:?}"
     );
     // The real cause is in the log, not only "unavailable".
     assert!(

@@ -373,6 +373,25 @@ fn is_open(conn: &mut AsyncPgConnection) -> futures_util::future::BoxFuture<'_, 
     std::future::ready(result).boxed()
 }
 
+/// The one row a write statement returned, read with `load`, which reads
+/// the whole result: use it for every write that returns rows, never
+/// `get_result`.
+///
+/// `get_result` returns as soon as the first row arrives. Outside an
+/// explicit transaction PostgreSQL commits a statement only after it has
+/// produced its rows (at the Sync that ends it); if PostgreSQL dies in
+/// between and the rows reach us anyway (a backend killed by an immediate
+/// shutdown flushes what it had buffered), the caller would be told of a
+/// write that never committed. The fault suite saw exactly that: creates
+/// acknowledged, then missing after `pg_ctl stop -m immediate`. `load`
+/// reads up to ReadyForQuery, which PostgreSQL sends after the commit; if
+/// the connection dies first, the write fails as UNAVAILABLE instead.
+pub fn written_row<T>(rows: Vec<T>) -> QueryResult<T> {
+    rows.into_iter()
+        .next()
+        .ok_or(diesel::result::Error::NotFound)
+}
+
 /// Where a unit of work's transaction begins and ends.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Boundary {

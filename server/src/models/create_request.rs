@@ -9,7 +9,7 @@ use diesel::sql_types::{BigInt, Text, Timestamp};
 use diesel_async::{AsyncConnection, RunQueryDsl};
 
 use super::{NewUser, User};
-use crate::db::{Tx, on_backend, schema::create_requests};
+use crate::db::{Tx, on_backend, schema::create_requests, written_row};
 use crate::domain::{RequestId, UserName};
 
 /// A create remembered under its request id.
@@ -45,8 +45,8 @@ impl CreateRequest {
             request_id: request_id.as_str(),
         };
         match tx {
-            Tx::Postgres(conn) => statement.get_result(&mut **conn).await,
-            Tx::PostgresPipelined(conn) => statement.get_result(&mut **conn).await,
+            Tx::Postgres(conn) => statement.load(&mut **conn).await.and_then(written_row),
+            Tx::PostgresPipelined(conn) => statement.load(&mut **conn).await.and_then(written_row),
             Tx::Sqlite(conn) => {
                 conn.transaction(async |conn| {
                     let mut tx = Tx::Sqlite(conn);

@@ -4,7 +4,7 @@ use chrono::{NaiveDateTime, SubsecRound, Utc};
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
-use crate::db::{Tx, on_backend, schema::users};
+use crate::db::{Tx, on_backend, schema::users, written_row};
 use crate::domain::{After, Etag, NameMatch, OrderBy, SortField, UserId, UserName};
 
 /// A stored user.
@@ -68,8 +68,9 @@ impl NewUser {
             diesel::insert_into(users::table)
                 .values(self.values())
                 .returning(User::as_returning())
-                .get_result(conn)
+                .load(conn)
                 .await
+                .and_then(written_row)
         })
     }
 
@@ -161,14 +162,16 @@ impl User {
                 None => diesel::update(target)
                     .set(changes)
                     .returning(User::as_returning())
-                    .get_result(conn)
+                    .load(conn)
                     .await
+                    .and_then(written_row)
                     .optional(),
                 Some(etag) => diesel::update(target.filter(users::revision.eq(etag.revision())))
                     .set(changes)
                     .returning(User::as_returning())
-                    .get_result(conn)
+                    .load(conn)
                     .await
+                    .and_then(written_row)
                     .optional(),
             }
         })?;
