@@ -22,8 +22,42 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         prost::Message::encode_to_vec(&descriptors),
     )?;
 
+    check_request_names(&descriptors)?;
+
+    // Type names (prost's `Name`) let our codec tell requests from
+    // responses; see `src/codec.rs`.
+    let mut prost_config = prost_build::Config::new();
+    prost_config.enable_type_names();
     tonic_prost_build::configure()
         .build_server(env::var_os("CARGO_FEATURE_SERVER").is_some())
-        .compile_fds(descriptors)?;
+        .codec_path("crate::codec::UsersCodec")
+        .compile_fds_with_config(descriptors, prost_config)?;
+    Ok(())
+}
+
+/// `UsersCodec` blames an undecodable message on the caller when its name
+/// ends in `Request`. That is right only if every RPC takes a `...Request`
+/// and no RPC returns one, so the build fails otherwise.
+fn check_request_names(
+    descriptors: &prost_types::FileDescriptorSet,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let methods = descriptors
+        .file
+        .iter()
+        .filter(|file| file.package() == "users.v1")
+        .flat_map(|file| &file.service)
+        .flat_map(|service| &service.method);
+    for method in methods {
+        if !method.input_type().ends_with("Request") || method.output_type().ends_with("Request") {
+            return Err(format!(
+                "{}: UsersCodec needs every request type, and no response type, \
+                 to be named ...Request (got {} -> {})",
+                method.name(),
+                method.input_type(),
+                method.output_type()
+            )
+            .into());
+        }
+    }
     Ok(())
 }

@@ -19,10 +19,13 @@
 //!
 //! Modules:
 //! - [`client`]: the [`UsersClient`] wrapper and its queries.
+//! - [`codec`]: the protobuf codec of the stubs, which answers a request
+//!   that does not decode with INVALID_ARGUMENT.
 //! - [`error`]: [`ClientError`], one variant per status a caller can act on.
 //! - [`pb`]: the generated code.
 
 pub mod client;
+pub mod codec;
 pub mod error;
 pub mod pb;
 

@@ -1,7 +1,7 @@
 //! Listings: filters, order, page sizes and page tokens.
 
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
-use chrono::{DateTime, NaiveDateTime};
+use chrono::{DateTime, Datelike, NaiveDateTime};
 
 use super::{Invalid, NamePrefix, UserName};
 
@@ -179,6 +179,10 @@ pub struct PageToken {
 /// Version 1 (ids only, ascending) is still read, so that paging survives
 /// an upgrade of the server.
 const TOKEN_V1: u8 = 1;
+/// The years a token's `create_time` may fall in. Every real one is a
+/// server clock reading; a forged one outside PostgreSQL's range (from 4713
+/// BC) would fail the query as INTERNAL instead of the caller's mistake.
+const CREATE_TIMES: std::ops::RangeInclusive<i32> = 1..=9999;
 const TOKEN_V2: u8 = 2;
 
 impl PageToken {
@@ -235,7 +239,9 @@ impl PageToken {
                     }
                     SortField::CreateTime => {
                         let micros = reader.i64().ok_or_else(invalid)?;
-                        let time = DateTime::from_timestamp_micros(micros).ok_or_else(invalid)?;
+                        let time = DateTime::from_timestamp_micros(micros)
+                            .filter(|time| CREATE_TIMES.contains(&time.year()))
+                            .ok_or_else(invalid)?;
                         After::CreateTime(time.naive_utc(), id)
                     }
                 }
@@ -442,6 +448,25 @@ mod tests {
         for junk in ["x", "not a token", "AAAAAAAAAAAAAAAAAA", "42", "%%%"] {
             let refused = PageToken::parse(junk, &filter("John"), OrderBy::DEFAULT).unwrap_err();
             assert_eq!(refused.reason, "INVALID_PAGE_TOKEN", "{junk}");
+        }
+    }
+
+    #[test]
+    fn forged_tokens_with_times_no_clock_shows_are_refused() {
+        let by_time = OrderBy::parse("order_by", "create_time").unwrap();
+        for micros in [
+            -8_334_000_000_000_000_000_i64, // 262,000 BC, before PostgreSQL's range
+            -62_135_596_800_000_001,        // a microsecond before year 1
+            253_402_300_800_000_000,        // year 10000
+        ] {
+            let mut bytes = vec![TOKEN_V2, by_time.code()];
+            bytes.extend_from_slice(&7i64.to_be_bytes());
+            bytes.extend_from_slice(&micros.to_be_bytes());
+            let crc = checksum_of(&bytes, &filter("John"));
+            bytes.extend_from_slice(&crc.to_be_bytes());
+            let token = URL_SAFE_NO_PAD.encode(bytes);
+            let refused = PageToken::parse(&token, &filter("John"), by_time).unwrap_err();
+            assert_eq!(refused.reason, "INVALID_PAGE_TOKEN", "{micros}");
         }
     }
 

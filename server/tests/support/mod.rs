@@ -37,10 +37,34 @@ pub struct Running {
     pub dir: tempfile::TempDir,
 }
 
+/// The binary run through `sh` with its open-file limit (`ulimit -n`)
+/// lowered to `limit`, so a test can reach the limit with few connections.
+pub fn server_with_fd_limit(limit: u32) -> Command {
+    let server = server();
+    let mut command = Command::new("sh");
+    command
+        .arg("-c")
+        .arg(format!("ulimit -n {limit} && exec \"$0\" \"$@\""))
+        .arg(server.get_program());
+    for (key, value) in server.get_envs() {
+        match value {
+            Some(value) => command.env(key, value),
+            None => command.env_remove(key),
+        };
+    }
+    command
+}
+
 /// Starts the server with `args` and waits until it serves.
 pub fn start(args: &[&str]) -> Running {
+    start_with(server(), args)
+}
+
+/// Starts `command` (from [`server`] or [`server_with_fd_limit`]) with
+/// `args` and waits until it serves.
+pub fn start_with(mut command: Command, args: &[&str]) -> Running {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = server()
+    let mut child = command
         .args(["--listen", "127.0.0.1:0"])
         .args(args)
         .current_dir(dir.path())
@@ -86,6 +110,37 @@ impl Running {
                 .unwrap_or_else(|| panic!("{name} in /proc/PID/status"))
         };
         (field("RssAnon:"), field("RssFile:"))
+    }
+}
+
+impl Running {
+    /// How many files and sockets the process has open now.
+    pub fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))
+            .expect("Linux /proc")
+            .count()
+    }
+
+    /// CPU time the process has used so far (user and system), in clock
+    /// ticks (`utime + stime` of `/proc/PID/stat`, 100 a second on Linux).
+    pub fn cpu_ticks(&self) -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
+            .expect("Linux /proc");
+        // The fields after the command name, which is in parentheses.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .expect("(comm)")
+            .1
+            .split_whitespace()
+            .collect();
+        // utime and stime are fields 14 and 15 of the line, 12 and 13 here.
+        fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+    }
+
+    /// The log lines written since the last call (or since it started
+    /// serving).
+    pub fn new_log_lines(&self) -> Vec<String> {
+        self.log.try_iter().collect()
     }
 }
 
