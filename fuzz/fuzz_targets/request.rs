@@ -41,6 +41,7 @@ static HANDLERS: LazyLock<Handlers> = LazyLock::new(|| {
         let options = PoolOptions {
             size: 2,
             timeout: Duration::from_secs(5),
+            isolation: Default::default(),
         };
         UsersService::new(
             Database::open(url, options).unwrap(),

@@ -471,6 +471,7 @@ impl Handlers {
                 PoolOptions {
                     size: 2,
                     timeout: Duration::from_secs(5),
+                    isolation: Default::default(),
                 },
             )
             .unwrap();
