@@ -16,6 +16,7 @@
 //!   gRPC statuses.
 //! - [`config`] and [`telemetry`]: command line and logging.
 
+mod accept;
 pub mod config;
 pub mod db;
 pub mod domain;

@@ -6,10 +6,11 @@ use std::{future::Future, net::SocketAddr, process::ExitCode, time::Duration};
 use clap::Parser;
 
 use tokio::net::TcpListener;
-use tonic::transport::{Server, server::TcpIncoming};
+use tonic::transport::Server;
 use tonic_health::server::HealthReporter;
 use users_client::pb::{self, user_service_server::UserServiceServer};
 
+use crate::accept;
 use crate::config::Config;
 use crate::db::{
     Database, DbOpenError, PoolOptions,
@@ -137,9 +138,7 @@ impl Application {
         let reflection_v1 = reflection().build_v1()?;
         let reflection_v1alpha = reflection().build_v1alpha()?;
 
-        // tonic leaves TCP_NODELAY off for a listener we pass in; without it
-        // small replies can wait 40 ms for Nagle's algorithm.
-        let incoming = TcpIncoming::from(self.listener).with_nodelay(Some(true));
+        let incoming = accept::incoming(self.listener);
         tracing::info!(%addr, database = %self.db.url(), "serving users.v1.UserService");
 
         let purge = tokio::spawn(forget_expired_request_ids(
