@@ -11,7 +11,7 @@
 //! - [`models`]: the stored rows and the queries on them, each written once
 //!   for every backend.
 //! - [`db`]: database URLs, connection pools, per-backend connection set-up,
-//!   transactions and migrations.
+//!   transactions, their retries, and migrations.
 //! - [`error`]: [`ApiError`](error::ApiError), the one place errors become
 //!   gRPC statuses.
 //! - [`config`] and [`telemetry`]: command line and logging.

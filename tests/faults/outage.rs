@@ -96,6 +96,11 @@ async fn outage(mode: StopMode, outages: usize) {
         "recovered in {recoveries:?}"
     );
     // The real cause is in the log, not only "unavailable".
+    for cause in ["Connection refused", "PostgreSQL connection lost"] {
+        if let Some(line) = server.log_lines_with(cause).first() {
+            println!("outage ({mode:?}), server log: {line}");
+        }
+    }
     assert!(
         !server.log_lines_with("Connection refused").is_empty(),
         "connection failures are logged with their cause:\n{}",
