@@ -128,7 +128,7 @@ pub struct PoolOptions {
     /// top). They are opened on demand.
     pub size: u32,
     /// How long a unit of work waits for a connection (SQLite writes: for
-    /// room in the writer's queue) before failing.
+    /// the writer to start it) before failing, having changed nothing.
     pub timeout: Duration,
     /// The isolation level of transactions on PostgreSQL. SQLite's are
     /// always serializable: one connection writes at a time.
@@ -380,12 +380,12 @@ fn is_open(conn: &mut AsyncPgConnection) -> futures_util::future::BoxFuture<'_, 
 /// `get_result` returns as soon as the first row arrives. Outside an
 /// explicit transaction PostgreSQL commits a statement only after it has
 /// produced its rows (at the Sync that ends it); if PostgreSQL dies in
-/// between and the rows reach us anyway (a backend killed by an immediate
-/// shutdown flushes what it had buffered), the caller would be told of a
-/// write that never committed. The fault suite saw exactly that: creates
-/// acknowledged, then missing after `pg_ctl stop -m immediate`. `load`
-/// reads up to ReadyForQuery, which PostgreSQL sends after the commit; if
-/// the connection dies first, the write fails as UNAVAILABLE instead.
+/// between and the rows reach us anyway, the caller is told of a write
+/// that never committed. The fault suite saw it: creates acknowledged
+/// through `get_result`, then missing (their ids given to later users)
+/// after `pg_ctl stop -m immediate`. `load` reads up to ReadyForQuery,
+/// which PostgreSQL sends after the commit; if the connection dies first,
+/// the write fails as UNAVAILABLE instead.
 pub fn written_row<T>(rows: Vec<T>) -> QueryResult<T> {
     rows.into_iter()
         .next()

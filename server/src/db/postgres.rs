@@ -15,9 +15,11 @@ use diesel_async::{AsyncPgConnection, SimpleAsyncConnection};
 
 use super::Isolation;
 
-/// How long opening a connection may take, unless the URL says
-/// (`connect_timeout=SECONDS`): a database that does not answer must turn
-/// into UNAVAILABLE, not into calls that hang.
+/// How long opening a connection may take at most, handshake included (the
+/// URL's `connect_timeout=SECONDS` bounds the TCP connect alone): a
+/// database that does not answer must turn into UNAVAILABLE, not into
+/// calls that hang. Apart from the pool timeout, so that a short wait for
+/// a turn does not keep connections from ever opening.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A new connection, and a flag raised when it closes.
@@ -53,10 +55,15 @@ pub async fn establish(url: &str, isolation: Isolation) -> ConnectionResult<Open
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(CONNECT_TIMEOUT);
     }
-    let (client, connection) = config
-        .connect(tokio_postgres::NoTls)
-        .await
-        .map_err(|error| ConnectionError::BadConnection(with_causes(&error)))?;
+    let (client, connection) =
+        tokio::time::timeout(CONNECT_TIMEOUT, config.connect(tokio_postgres::NoTls))
+            .await
+            .map_err(|_| {
+                ConnectionError::BadConnection(format!(
+                    "no answer from PostgreSQL within {CONNECT_TIMEOUT:?}"
+                ))
+            })?
+            .map_err(|error| ConnectionError::BadConnection(with_causes(&error)))?;
     let closed = Closed::default();
     tokio::spawn({
         let closed = closed.clone();
