@@ -41,6 +41,19 @@ pub struct Config {
     #[arg(long, env = "USERS_ISOLATION", value_enum, default_value_t = Isolation::ReadCommitted)]
     pub isolation: Isolation,
 
+    /// How often the database is asked for an answer, so that health
+    /// reports NOT_SERVING while it is unreachable, e.g. `1s`.
+    #[arg(long, env = "USERS_HEALTH_CHECK_INTERVAL", default_value = "1s",
+          value_parser = parse_positive_duration)]
+    pub health_check_interval: Duration,
+
+    /// On SIGTERM or Ctrl-C: how long calls in flight (streams included)
+    /// may take to finish before their connections are closed and the
+    /// server exits, e.g. `20s`.
+    #[arg(long, env = "USERS_DRAIN_TIMEOUT", default_value = "20s",
+          value_parser = humantime::parse_duration)]
+    pub drain_timeout: Duration,
+
     /// Do not apply pending migrations at start-up; refuse to start if the
     /// schema is behind instead.
     #[arg(long, env = "USERS_SKIP_MIGRATIONS")]
@@ -49,12 +62,12 @@ pub struct Config {
     /// How long a create's `request_id` is remembered: a retry within this
     /// time returns the user the first call created, e.g. `24h` or `30m`.
     #[arg(long, env = "USERS_REQUEST_ID_TTL", default_value = "24h",
-          value_parser = parse_ttl)]
+          value_parser = parse_positive_duration)]
     pub request_id_ttl: Duration,
 }
 
 /// A positive duration.
-fn parse_ttl(text: &str) -> Result<Duration, String> {
+fn parse_positive_duration(text: &str) -> Result<Duration, String> {
     match humantime::parse_duration(text) {
         Ok(ttl) if ttl.is_zero() => Err("must be longer than 0".to_owned()),
         Ok(ttl) => Ok(ttl),
@@ -71,6 +84,8 @@ impl Config {
             pool_size: 8,
             pool_timeout: Duration::from_secs(5),
             isolation: Isolation::ReadCommitted,
+            health_check_interval: Duration::from_secs(1),
+            drain_timeout: Duration::from_secs(20),
             skip_migrations: false,
             request_id_ttl: Duration::from_secs(24 * 60 * 60),
         }

@@ -7,7 +7,7 @@ use clap::Parser;
 
 use tokio::net::TcpListener;
 use tonic::transport::Server;
-use tonic_health::server::HealthReporter;
+use tonic_health::ServingStatus;
 use users_client::pb::{self, user_service_server::UserServiceServer};
 
 use crate::accept;
@@ -17,6 +17,7 @@ use crate::db::{
     migrations::{self, MigrationError},
     url::{DatabaseUrl, UrlError},
 };
+use crate::health::Health;
 use crate::service::{UsersService, forget_expired_request_ids};
 use crate::telemetry;
 
@@ -26,6 +27,8 @@ pub struct Application {
     listener: TcpListener,
     db: Database,
     request_id_ttl: Duration,
+    health_check_interval: Duration,
+    drain_timeout: Duration,
 }
 
 /// Why the server could not start, or stopped with an error.
@@ -104,6 +107,8 @@ impl Application {
             listener,
             db,
             request_id_ttl: config.request_id_ttl,
+            health_check_interval: config.health_check_interval,
+            drain_timeout: config.drain_timeout,
         })
     }
 
@@ -114,17 +119,24 @@ impl Application {
             .expect("a bound TCP listener has a local address")
     }
 
-    /// Serves until `shutdown` completes, then stops accepting, lets
-    /// in-flight calls finish, and returns.
+    /// Serves until `shutdown` completes; then reports NOT_SERVING, stops
+    /// accepting connections (new ones are refused), lets the calls in
+    /// flight finish for up to the drain timeout, and returns. Connections
+    /// still busy then are left to the runtime: in the `users-server`
+    /// program, they close as it exits.
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), StartupError> {
         let addr = self.local_addr();
-        let (health, health_service) = tonic_health::server::health_reporter();
-        health
-            .set_serving::<UserServiceServer<UsersService>>()
-            .await;
+        let (reporter, health_service) = tonic_health::server::health_reporter();
+        let health = Health::new(reporter);
+        health.set(ServingStatus::Serving).await;
+        let follow_database = tokio::spawn(
+            health
+                .clone()
+                .follow_database(self.db.clone(), self.health_check_interval),
+        );
 
         // Both reflection versions: grpcurl 1.8 speaks v1alpha, newer tools v1.
         let reflection = || {
@@ -145,6 +157,18 @@ impl Application {
             self.db.clone(),
             self.request_id_ttl,
         ));
+        let (draining, drain_started) = tokio::sync::oneshot::channel();
+        let stop_serving = {
+            let follow_database = follow_database.abort_handle();
+            async move {
+                shutdown.await;
+                // Before reporting: the follower must not report SERVING again.
+                follow_database.abort();
+                health.set(ServingStatus::NotServing).await;
+                tracing::info!("shutting down: no new connections, finishing calls in flight");
+                let _ = draining.send(());
+            }
+        };
         let served = Server::builder()
             .add_service(health_service)
             .add_service(reflection_v1)
@@ -153,25 +177,28 @@ impl Application {
                 self.db,
                 self.request_id_ttl,
             )))
-            .serve_with_incoming_shutdown(incoming, stop_serving(shutdown, health))
-            .await;
+            .serve_with_incoming_shutdown(incoming, stop_serving);
+        let drain_timeout = self.drain_timeout;
+        let drain_over = async move {
+            match drain_started.await {
+                Ok(()) => tokio::time::sleep(drain_timeout).await,
+                // The server stopped on its own: `served` says why.
+                Err(_) => std::future::pending().await,
+            }
+        };
+        let result = tokio::select! {
+            served = served => served,
+            () = drain_over => {
+                tracing::warn!(?drain_timeout, "calls still in flight after the drain timeout: closing their connections");
+                Ok(())
+            }
+        };
         purge.abort();
-        served?;
+        follow_database.abort();
+        result?;
         tracing::info!("stopped");
         Ok(())
     }
-}
-
-/// Waits for `shutdown`, then tells health checkers we are going away.
-async fn stop_serving(shutdown: impl Future<Output = ()>, health: HealthReporter) {
-    shutdown.await;
-    tracing::info!("shutting down: no new connections, finishing calls in flight");
-    health
-        .set_not_serving::<UserServiceServer<UsersService>>()
-        .await;
-    health
-        .set_service_status("", tonic_health::ServingStatus::NotServing)
-        .await;
 }
 
 /// Completes on Ctrl-C or SIGTERM.

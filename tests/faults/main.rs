@@ -20,6 +20,7 @@ mod outage;
 mod pool_exhaustion;
 mod retries;
 mod server;
+mod shutdown;
 
 /// How many times longer than in CI the tests run: `USERS_TEST_SOAK`, or 1.
 pub fn soak() -> usize {

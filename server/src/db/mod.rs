@@ -197,6 +197,21 @@ impl Database {
         &self.url
     }
 
+    /// Asks the database for an answer (`SELECT 1`), once, on a pooled
+    /// connection as any call would: fails if it is unreachable, or every
+    /// connection stayed busy for the pool timeout.
+    pub async fn ping(&self) -> Result<(), DbError> {
+        use diesel::{IntoSql, sql_types::Integer};
+        use diesel_async::RunQueryDsl;
+        self.run_read_once(Boundary::Statement, async |mut tx| {
+            on_backend!(&mut tx, |conn| diesel::select(1.into_sql::<Integer>())
+                .get_result::<i32>(conn)
+                .await)
+        })
+        .await
+        .map(|_| ())
+    }
+
     /// Runs `work`, a unit of work of exactly one statement that only
     /// reads, without BEGIN and COMMIT.
     ///
