@@ -54,6 +54,29 @@ pub struct Config {
           value_parser = humantime::parse_duration)]
     pub drain_timeout: Duration,
 
+    /// The largest request accepted, in bytes; a larger one fails with
+    /// OUT_OF_RANGE before it is read into memory.
+    #[arg(long, env = "USERS_MAX_REQUEST_SIZE", default_value_t = 4 * 1024 * 1024,
+          value_parser = clap::value_parser!(u32).range(1024..))]
+    pub max_request_size: u32,
+
+    /// How often an idle connection is pinged (HTTP/2 PING), so that a
+    /// client that vanished without closing is noticed, e.g. `60s`.
+    #[arg(long, env = "USERS_HTTP2_KEEPALIVE_INTERVAL", default_value = "60s",
+          value_parser = parse_positive_duration)]
+    pub http2_keepalive_interval: Duration,
+
+    /// How long a ping may go unanswered before the connection is closed.
+    #[arg(long, env = "USERS_HTTP2_KEEPALIVE_TIMEOUT", default_value = "20s",
+          value_parser = parse_positive_duration)]
+    pub http2_keepalive_timeout: Duration,
+
+    /// Connections older than this are asked to go away (HTTP/2 GOAWAY):
+    /// their calls in flight finish, and clients reconnect, so that load
+    /// spreads over replicas added since. Off by default.
+    #[arg(long, env = "USERS_MAX_CONNECTION_AGE", value_parser = parse_positive_duration)]
+    pub max_connection_age: Option<Duration>,
+
     /// Do not apply pending migrations at start-up; refuse to start if the
     /// schema is behind instead.
     #[arg(long, env = "USERS_SKIP_MIGRATIONS")]
@@ -86,6 +109,10 @@ impl Config {
             isolation: Isolation::ReadCommitted,
             health_check_interval: Duration::from_secs(1),
             drain_timeout: Duration::from_secs(20),
+            max_request_size: 4 * 1024 * 1024,
+            http2_keepalive_interval: Duration::from_secs(60),
+            http2_keepalive_timeout: Duration::from_secs(20),
+            max_connection_age: None,
             skip_migrations: false,
             request_id_ttl: Duration::from_secs(24 * 60 * 60),
         }

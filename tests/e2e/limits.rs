@@ -1,0 +1,125 @@
+//! What a request and a connection may take: requests over
+//! `--max-request-size` fail without being read, connections whose peer
+//! stops answering HTTP/2 pings are closed, and connections past
+//! `--max-connection-age` are told to go away.
+
+use std::time::{Duration, Instant};
+
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+};
+use users_client::ClientError;
+use users_tests::{Backend, spawn_app_with};
+
+on_backend!(sqlite: Sqlite;
+    a_request_over_the_size_limit_is_out_of_range,
+    a_connection_that_stops_answering_pings_is_closed,
+    a_connection_past_its_max_age_is_told_to_go_away,
+);
+
+async fn a_request_over_the_size_limit_is_out_of_range(backend: Backend) {
+    let app = spawn_app_with(backend, |config| config.max_request_size = 1024).await;
+
+    let too_big = app.client.create_user("x".repeat(2000)).await;
+    match too_big {
+        Err(ClientError::Other { code, error }) => {
+            assert_eq!(code, tonic::Code::OutOfRange, "{error:?}");
+        }
+        other => panic!("expected OUT_OF_RANGE, got {other:?}"),
+    }
+    // Under the limit, on the same connection.
+    let users = app
+        .client
+        .batch_create_users((0..10).map(|i| format!("user-{i}")))
+        .await
+        .unwrap();
+    assert_eq!(users.len(), 10);
+}
+
+/// HTTP/2 frame types and flags this test reads or writes.
+const SETTINGS: u8 = 0x4;
+const PING: u8 = 0x6;
+const GOAWAY: u8 = 0x7;
+const ACK: u8 = 0x1;
+
+/// Opens an HTTP/2 connection by hand: the client preface and an empty
+/// SETTINGS frame. [`frames_until`] then acknowledges the server's
+/// settings and nothing else: it never answers a PING.
+async fn silent_http2_connection(addr: std::net::SocketAddr) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .await
+        .unwrap();
+    stream
+}
+
+/// Reads frames until the server closes the connection, or sends a frame
+/// of type `last` (within 10 s); returns the frame types seen and when it
+/// stopped.
+async fn frames_until(mut stream: TcpStream, last: Option<u8>) -> (Vec<u8>, Instant) {
+    let mut types = Vec::new();
+    let read = async {
+        let mut header = [0_u8; 9];
+        while stream.read_exact(&mut header).await.is_ok() {
+            let length = u32::from_be_bytes([0, header[0], header[1], header[2]]) as usize;
+            let (kind, flags) = (header[3], header[4]);
+            types.push(kind);
+            if Some(kind) == last {
+                break;
+            }
+            let mut payload = vec![0; length];
+            if stream.read_exact(&mut payload).await.is_err() {
+                break;
+            }
+            if kind == SETTINGS && flags & ACK == 0 {
+                let ack = [0, 0, 0, SETTINGS, ACK, 0, 0, 0, 0];
+                if stream.write_all(&ack).await.is_err() {
+                    break;
+                }
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .expect("the server closes the connection, or sends the frame awaited");
+    (types, Instant::now())
+}
+
+async fn a_connection_that_stops_answering_pings_is_closed(backend: Backend) {
+    let interval = Duration::from_millis(200);
+    let app = spawn_app_with(backend, |config| {
+        config.http2_keepalive_interval = interval;
+        config.http2_keepalive_timeout = interval;
+    })
+    .await;
+    let opened = Instant::now();
+    let (frames, closed) = frames_until(silent_http2_connection(app.addr).await, None).await;
+    assert!(frames.contains(&PING), "the server pinged: {frames:?}");
+    let lasted = closed - opened;
+    assert!(
+        lasted >= interval * 2 && lasted < Duration::from_secs(5),
+        "closed one interval and one timeout after going quiet: {lasted:?}"
+    );
+    // Clients that answer pings are unaffected.
+    tokio::time::sleep(interval * 3).await;
+    app.client.create_user("still here").await.unwrap();
+}
+
+async fn a_connection_past_its_max_age_is_told_to_go_away(backend: Backend) {
+    let age = Duration::from_millis(300);
+    let app = spawn_app_with(backend, |config| config.max_connection_age = Some(age)).await;
+    let opened = Instant::now();
+    let connection = silent_http2_connection(app.addr).await;
+    let (frames, told) = frames_until(connection, Some(GOAWAY)).await;
+    assert_eq!(frames.last(), Some(&GOAWAY), "{frames:?}");
+    assert!(
+        told - opened >= age,
+        "not before its age: {:?}",
+        told - opened
+    );
+    // The client crate reconnects by itself.
+    tokio::time::sleep(age * 2).await;
+    app.client.create_user("reconnected").await.unwrap();
+}
