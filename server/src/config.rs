@@ -77,6 +77,16 @@ pub struct Config {
     #[arg(long, env = "USERS_MAX_CONNECTION_AGE", value_parser = parse_positive_duration)]
     pub max_connection_age: Option<Duration>,
 
+    /// Require a bearer token (`authorization: Bearer TOKEN`) on every
+    /// users.v1 call: the tokens are the lines of this file (blank lines and
+    /// `#` comments skipped), read again on SIGHUP. Off by default.
+    #[arg(long, env = "USERS_AUTH_TOKENS_FILE")]
+    pub auth_tokens_file: Option<std::path::PathBuf>,
+
+    /// Require the token for health checks and reflection too.
+    #[arg(long, env = "USERS_AUTH_ALL", requires = "auth_tokens_file")]
+    pub auth_all: bool,
+
     /// Do not apply pending migrations at start-up; refuse to start if the
     /// schema is behind instead.
     #[arg(long, env = "USERS_SKIP_MIGRATIONS")]
@@ -113,6 +123,8 @@ impl Config {
             http2_keepalive_interval: Duration::from_secs(60),
             http2_keepalive_timeout: Duration::from_secs(20),
             max_connection_age: None,
+            auth_tokens_file: None,
+            auth_all: false,
             skip_migrations: false,
             request_id_ttl: Duration::from_secs(24 * 60 * 60),
         }

@@ -55,6 +55,12 @@ pub enum ApiError {
     /// ran out of retries or of time; the caller may try it again.
     #[error("transaction conflict: {0}")]
     Conflict(#[source] DbError),
+    /// The call carries no valid bearer token.
+    #[error("unauthenticated: {why}")]
+    Unauthenticated {
+        /// What was wrong, never the token itself.
+        why: &'static str,
+    },
     /// The database is down, unreachable, or too busy; worth retrying.
     #[error("database unavailable: {0}")]
     Unavailable(#[source] DbError),
@@ -112,6 +118,12 @@ impl From<ApiError> for Status {
                     ("field".to_owned(), field.clone()),
                     ("request_id".to_owned(), request_id.clone()),
                 ]),
+            ),
+            ApiError::Unauthenticated { why } => (
+                Code::Unauthenticated,
+                "UNAUTHENTICATED",
+                format!("{why}; this server requires a bearer token"),
+                HashMap::new(),
             ),
             ApiError::Conflict(source) => {
                 tracing::warn!(error = %source, "transaction conflict, retries exhausted");

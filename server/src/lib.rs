@@ -17,6 +17,7 @@
 //! - [`config`] and [`telemetry`]: command line and logging.
 
 mod accept;
+pub mod auth;
 pub mod config;
 pub mod db;
 pub mod domain;

@@ -6,11 +6,12 @@ use std::{future::Future, net::SocketAddr, process::ExitCode, time::Duration};
 use clap::Parser;
 
 use tokio::net::TcpListener;
-use tonic::transport::Server;
+use tonic::{service::interceptor::InterceptedService, transport::Server};
 use tonic_health::ServingStatus;
 use users_client::pb::{self, user_service_server::UserServiceServer};
 
 use crate::accept;
+use crate::auth::{Authenticator, Guard, TokensError};
 use crate::config::Config;
 use crate::db::{
     Database, DbOpenError, PoolOptions,
@@ -30,6 +31,10 @@ pub struct Application {
     health_check_interval: Duration,
     drain_timeout: Duration,
     limits: Limits,
+    /// Checks bearer tokens, if `--auth-tokens-file` is set.
+    authenticator: Option<Authenticator>,
+    /// Whether health and reflection need a token too.
+    auth_all: bool,
 }
 
 /// What a connection or a request may take, from the [`Config`].
@@ -77,6 +82,9 @@ pub enum StartupError {
     /// The database is unreachable, or its schema could not be made ready.
     #[error(transparent)]
     Migrations(#[from] MigrationError),
+    /// `--auth-tokens-file` cannot be used.
+    #[error("invalid --auth-tokens-file: {0}")]
+    Tokens(#[from] TokensError),
     /// `--listen` cannot be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -102,6 +110,7 @@ impl StartupError {
             Self::DatabaseUrl(_)
             | Self::Database(_)
             | Self::Migrations(MigrationError::Connect { .. })
+            | Self::Tokens(_)
             | Self::Bind { .. } => 2,
             Self::Migrations(_) | Self::Reflection(_) | Self::Serve(_) => 1,
         }
@@ -113,6 +122,11 @@ impl Application {
     /// `--skip-migrations`), and binds `config.listen`.
     pub async fn build(config: &Config) -> Result<Self, StartupError> {
         let url: DatabaseUrl = config.database_url.parse()?;
+        let authenticator = config
+            .auth_tokens_file
+            .as_deref()
+            .map(Authenticator::from_file)
+            .transpose()?;
         let mode = if config.skip_migrations {
             migrations::Mode::Check
         } else {
@@ -144,6 +158,8 @@ impl Application {
             health_check_interval: config.health_check_interval,
             drain_timeout: config.drain_timeout,
             limits: Limits::new(config),
+            authenticator,
+            auth_all: config.auth_all,
         })
     }
 
@@ -204,15 +220,21 @@ impl Application {
                 let _ = draining.send(());
             }
         };
+        let reload_tokens = self
+            .authenticator
+            .clone()
+            .map(|authenticator| tokio::spawn(authenticator.reload_on_sighup()));
+        let users_guard = Guard(self.authenticator.clone());
+        let tools_guard = Guard(self.authenticator.filter(|_| self.auth_all));
         let users = UserServiceServer::new(UsersService::new(self.db, self.request_id_ttl))
             .max_decoding_message_size(self.limits.max_request_size);
         let served = self
             .limits
             .server()
-            .add_service(health_service)
-            .add_service(reflection_v1)
-            .add_service(reflection_v1alpha)
-            .add_service(users)
+            .add_service(InterceptedService::new(health_service, tools_guard.clone()))
+            .add_service(InterceptedService::new(reflection_v1, tools_guard.clone()))
+            .add_service(InterceptedService::new(reflection_v1alpha, tools_guard))
+            .add_service(InterceptedService::new(users, users_guard))
             .serve_with_incoming_shutdown(incoming, stop_serving);
         let drain_timeout = self.drain_timeout;
         let drain_over = async move {
@@ -231,6 +253,9 @@ impl Application {
         };
         purge.abort();
         follow_database.abort();
+        if let Some(reload_tokens) = reload_tokens {
+            reload_tokens.abort();
+        }
         result?;
         tracing::info!("stopped");
         Ok(())

@@ -29,6 +29,7 @@ macro_rules! on_backend {
     };
 }
 
+mod auth;
 mod batch_create;
 mod change_user;
 mod create_user;

@@ -18,6 +18,7 @@ mod crash;
 mod load;
 mod outage;
 mod pool_exhaustion;
+mod reload;
 mod retries;
 mod server;
 mod shutdown;

@@ -66,11 +66,28 @@ impl ServerProcess {
 
     /// Sends it SIGTERM, as an orchestrator stopping it would.
     pub fn terminate(&self) {
+        self.signal("-TERM");
+    }
+
+    /// Sends it SIGHUP, as an operator asking it to reload would.
+    pub fn hang_up(&self) {
+        self.signal("-HUP");
+    }
+
+    fn signal(&self, signal: &str) {
         let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .args([signal, &self.child.id().to_string()])
             .status()
             .expect("cannot run kill");
-        assert!(status.success(), "kill -TERM failed");
+        assert!(status.success(), "kill {signal} failed");
+    }
+
+    /// Every line logged so far.
+    pub fn log(&self) -> String {
+        self.log
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .join("\n")
     }
 
     /// Waits up to `timeout` for the process to exit; its exit status.

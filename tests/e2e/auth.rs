@@ -1,0 +1,128 @@
+//! Bearer tokens (`--auth-tokens-file`): users.v1 calls without a listed
+//! token are UNAUTHENTICATED; health and reflection stay open unless
+//! `--auth-all`.
+
+use tonic::{Code, Request, transport::Channel};
+use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+use users_client::pb;
+use users_tests::{Backend, TestApp, spawn_app_with};
+
+on_backend!(sqlite: Sqlite;
+    calls_need_a_listed_bearer_token,
+    health_and_reflection_stay_open_unless_auth_all,
+    with_auth_all_health_needs_the_token_too,
+);
+
+const TOKEN: &str = "s3cret-token-for-tests";
+
+/// A server whose tokens file lists [`TOKEN`]; the file's directory lives
+/// as long as the server.
+async fn app_with_tokens(backend: Backend, auth_all: bool) -> (tempfile::TempDir, TestApp) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tokens");
+    std::fs::write(&file, format!("# the tests' token\n{TOKEN}\n")).unwrap();
+    let app = spawn_app_with(backend, |config| {
+        config.auth_tokens_file = Some(file);
+        config.auth_all = auth_all;
+    })
+    .await;
+    (dir, app)
+}
+
+fn with_token<T>(message: T, token: &str) -> Request<T> {
+    let mut request = Request::new(message);
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    request
+}
+
+fn create(name: &str) -> pb::CreateUserRequest {
+    pb::CreateUserRequest {
+        name: name.into(),
+        request_id: String::new(),
+    }
+}
+
+async fn calls_need_a_listed_bearer_token(backend: Backend) {
+    let (_dir, app) = app_with_tokens(backend, false).await;
+    let mut raw = app.client.raw();
+
+    for (request, why) in [
+        (Request::new(create("John")), "no bearer token"),
+        (with_token(create("John"), "wrong"), "not valid"),
+    ] {
+        let status = raw.create_user(request).await.unwrap_err();
+        assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+        assert!(status.message().contains(why), "{}", status.message());
+        assert!(!status.message().contains(TOKEN));
+        assert_eq!(
+            users_client::ClientError::from(status).reason(),
+            Some("UNAUTHENTICATED")
+        );
+    }
+    let created = raw
+        .create_user(with_token(create("John"), TOKEN))
+        .await
+        .expect("the listed token is accepted")
+        .into_inner();
+    assert_eq!(created.user.unwrap().name, "John");
+    // Nothing was stored by the refused calls.
+    let found = raw
+        .find_users(with_token(pb::FindUsersRequest::default(), TOKEN))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(found.users.len(), 1);
+}
+
+async fn health_check(channel: Channel, token: Option<&str>) -> Result<(), tonic::Status> {
+    let request = HealthCheckRequest {
+        service: "users.v1.UserService".into(),
+    };
+    let request = match token {
+        Some(token) => with_token(request, token),
+        None => Request::new(request),
+    };
+    HealthClient::new(channel).check(request).await.map(|_| ())
+}
+
+async fn channel(app: &TestApp) -> Channel {
+    Channel::from_shared(format!("http://{}", app.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}
+
+async fn health_and_reflection_stay_open_unless_auth_all(backend: Backend) {
+    let (_dir, app) = app_with_tokens(backend, false).await;
+    health_check(channel(&app).await, None)
+        .await
+        .expect("health needs no token");
+    let mut reflection =
+        tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient::new(
+            channel(&app).await,
+        );
+    let request = tonic_reflection::pb::v1::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(
+            tonic_reflection::pb::v1::server_reflection_request::MessageRequest::ListServices(
+                String::new(),
+            ),
+        ),
+    };
+    reflection
+        .server_reflection_info(tokio_stream::once(request))
+        .await
+        .expect("reflection needs no token");
+}
+
+async fn with_auth_all_health_needs_the_token_too(backend: Backend) {
+    let (_dir, app) = app_with_tokens(backend, true).await;
+    let refused = health_check(channel(&app).await, None).await.unwrap_err();
+    assert_eq!(refused.code(), Code::Unauthenticated);
+    health_check(channel(&app).await, Some(TOKEN))
+        .await
+        .expect("with the token");
+}
