@@ -87,6 +87,23 @@ pub struct Config {
     #[arg(long, env = "USERS_AUTH_ALL", requires = "auth_tokens_file")]
     pub auth_all: bool,
 
+    /// Also serve gRPC-Web (HTTP/1.1 and HTTP/2), so that browsers and
+    /// HTTP/1 proxies can call the service. Off by default.
+    #[arg(long, env = "USERS_GRPC_WEB")]
+    pub grpc_web: bool,
+
+    /// With `--grpc-web`: a web origin whose pages may call the service
+    /// (CORS), e.g. `https://app.example.com`; repeat for several, `*` for
+    /// any. None by default: only same-origin pages and non-browser
+    /// clients.
+    #[arg(
+        long = "cors-allow-origin",
+        env = "USERS_CORS_ALLOW_ORIGINS",
+        value_delimiter = ',',
+        requires = "grpc_web"
+    )]
+    pub cors_allow_origins: Vec<String>,
+
     /// Do not apply pending migrations at start-up; refuse to start if the
     /// schema is behind instead.
     #[arg(long, env = "USERS_SKIP_MIGRATIONS")]
@@ -125,6 +142,8 @@ impl Config {
             max_connection_age: None,
             auth_tokens_file: None,
             auth_all: false,
+            grpc_web: false,
+            cors_allow_origins: Vec::new(),
             skip_migrations: false,
             request_id_ttl: Duration::from_secs(24 * 60 * 60),
         }

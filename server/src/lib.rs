@@ -27,6 +27,7 @@ pub mod models;
 pub mod service;
 pub mod startup;
 pub mod telemetry;
+pub mod web;
 
 pub use config::Config;
 pub use startup::{Application, StartupError, run, shutdown_signal};

@@ -35,6 +35,8 @@ pub struct Application {
     authenticator: Option<Authenticator>,
     /// Whether health and reflection need a token too.
     auth_all: bool,
+    /// Whether gRPC-Web is served, and the CORS rules for browsers.
+    grpc_web: Option<Option<tower_http::cors::CorsLayer>>,
 }
 
 /// What a connection or a request may take, from the [`Config`].
@@ -85,6 +87,9 @@ pub enum StartupError {
     /// `--auth-tokens-file` cannot be used.
     #[error("invalid --auth-tokens-file: {0}")]
     Tokens(#[from] TokensError),
+    /// `--cors-allow-origin` is not an origin.
+    #[error(transparent)]
+    WebOrigin(#[from] crate::web::InvalidOrigin),
     /// `--listen` cannot be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -111,6 +116,7 @@ impl StartupError {
             | Self::Database(_)
             | Self::Migrations(MigrationError::Connect { .. })
             | Self::Tokens(_)
+            | Self::WebOrigin(_)
             | Self::Bind { .. } => 2,
             Self::Migrations(_) | Self::Reflection(_) | Self::Serve(_) => 1,
         }
@@ -126,6 +132,10 @@ impl Application {
             .auth_tokens_file
             .as_deref()
             .map(Authenticator::from_file)
+            .transpose()?;
+        let grpc_web = config
+            .grpc_web
+            .then(|| crate::web::cors(&config.cors_allow_origins))
             .transpose()?;
         let mode = if config.skip_migrations {
             migrations::Mode::Check
@@ -160,6 +170,7 @@ impl Application {
             limits: Limits::new(config),
             authenticator,
             auth_all: config.auth_all,
+            grpc_web,
         })
     }
 
@@ -228,9 +239,15 @@ impl Application {
         let tools_guard = Guard(self.authenticator.filter(|_| self.auth_all));
         let users = UserServiceServer::new(UsersService::new(self.db, self.request_id_ttl))
             .max_decoding_message_size(self.limits.max_request_size);
+        // CORS first: it answers browsers' preflight requests itself.
         let served = self
             .limits
             .server()
+            .accept_http1(self.grpc_web.is_some())
+            .layer(tower::util::option_layer(self.grpc_web.clone().flatten()))
+            .layer(tower::util::option_layer(
+                self.grpc_web.is_some().then(tonic_web::GrpcWebLayer::new),
+            ))
             .add_service(InterceptedService::new(health_service, tools_guard.clone()))
             .add_service(InterceptedService::new(reflection_v1, tools_guard.clone()))
             .add_service(InterceptedService::new(reflection_v1alpha, tools_guard))

@@ -35,6 +35,7 @@ mod change_user;
 mod create_user;
 mod export;
 mod find_users;
+mod grpc_web;
 mod limits;
 mod operations;
 mod ordering;
