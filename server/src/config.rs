@@ -1,4 +1,5 @@
-//! [`Config`]: the command line, with environment fallbacks.
+//! [`Config`]: the command line, with environment fallbacks, and a
+//! configuration file under both ([`config_file`](crate::config_file)).
 
 use std::{net::SocketAddr, time::Duration};
 
@@ -11,6 +12,12 @@ use crate::db::Isolation;
 #[derive(Debug, Clone, Parser)]
 #[command(name = "users-server", version, about = "The users gRPC service")]
 pub struct Config {
+    /// Settings from a TOML file: each key a flag's long name
+    /// (`pool-size = 16`). Flags override the environment, which overrides
+    /// the file.
+    #[arg(long, env = "USERS_CONFIG")]
+    pub config: Option<std::path::PathBuf>,
+
     /// Address to serve gRPC on; port 0 picks a free port.
     #[arg(long, env = "USERS_LISTEN", default_value = "127.0.0.1:50051")]
     pub listen: SocketAddr,
@@ -129,6 +136,7 @@ impl Config {
     /// The defaults, serving on `listen` and storing in `database_url`.
     pub fn new(listen: SocketAddr, database_url: impl Into<String>) -> Self {
         Self {
+            config: None,
             listen,
             database_url: database_url.into(),
             pool_size: 8,

@@ -19,6 +19,7 @@
 mod accept;
 pub mod auth;
 pub mod config;
+pub mod config_file;
 pub mod db;
 pub mod domain;
 pub mod error;

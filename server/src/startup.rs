@@ -313,7 +313,16 @@ pub async fn shutdown_signal() {
 /// saying why.
 #[tokio::main]
 pub async fn run() -> ExitCode {
-    let config = Config::parse();
+    let args = crate::config_file::with_file_settings(std::env::args_os().collect(), |name| {
+        std::env::var_os(name)
+    });
+    let config = match args {
+        Ok(args) => Config::parse_from(args),
+        Err(error) => {
+            eprintln!("users-server: invalid --config: {error}");
+            return ExitCode::from(2);
+        }
+    };
     let logs = telemetry::init();
     let result = match Application::build(&config).await {
         Ok(app) => app.run_until(shutdown_signal()).await,

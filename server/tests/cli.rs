@@ -128,3 +128,50 @@ async fn by_default_users_are_stored_in_users_db_in_the_working_directory() {
     server.child.kill().unwrap();
     server.child.wait().unwrap();
 }
+
+/// `--config FILE` settings apply under the environment, which applies
+/// under the command line: a bad URL from each layer in turn shows which
+/// one won.
+#[test]
+fn config_file_settings_yield_to_the_environment_and_to_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("users.toml");
+    std::fs::write(
+        &file,
+        "# users-server settings\ndatabase-url = \"mysql://from-the-file/db\"\npool-size = 2\n",
+    )
+    .unwrap();
+    let run = |env: Option<&str>, args: &[&str]| {
+        let mut command = server();
+        command
+            .args(["--listen", "127.0.0.1:0", "--config"])
+            .arg(&file)
+            .args(args)
+            .current_dir(dir.path());
+        if let Some(url) = env {
+            command.env("DATABASE_URL", url);
+        }
+        command.output().unwrap()
+    };
+
+    let from_file = run(None, &[]);
+    assert_one_line_error(&from_file, "unsupported database URL scheme 'mysql'");
+
+    let from_env = run(Some("oracle://from-the-environment/db"), &[]);
+    assert_one_line_error(&from_env, "unsupported database URL scheme 'oracle'");
+
+    let from_flag = run(
+        Some("oracle://from-the-environment/db"),
+        &["--database-url", "db2://from-the-flag/db"],
+    );
+    assert_one_line_error(&from_flag, "unsupported database URL scheme 'db2'");
+}
+
+#[test]
+fn a_config_file_with_an_unknown_setting_is_a_one_line_error_and_exit_code_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("users.toml");
+    std::fs::write(&file, "pool-sise = 4\n").unwrap();
+    let output = run_to_exit(&["--config", file.to_str().unwrap()]);
+    assert_one_line_error(&output, "unknown setting \"pool-sise\"");
+}

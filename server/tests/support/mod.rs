@@ -14,14 +14,12 @@ use std::{
 /// The binary, with none of its settings inherited from the environment.
 pub fn server() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_users-server"));
-    command
-        .env_remove("DATABASE_URL")
-        .env_remove("USERS_LISTEN")
-        .env_remove("USERS_POOL_SIZE")
-        .env_remove("USERS_POOL_TIMEOUT")
-        .env_remove("USERS_SKIP_MIGRATIONS")
-        .env_remove("USERS_REQUEST_ID_TTL")
-        .env("RUST_LOG", "info");
+    command.env_remove("DATABASE_URL").env("RUST_LOG", "info");
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("USERS_") {
+            command.env_remove(name);
+        }
+    }
     command
 }
 
