@@ -111,6 +111,18 @@ pub struct Config {
     )]
     pub cors_allow_origins: Vec<String>,
 
+    /// users.v1 calls handled at once at most; a call beyond waits up to
+    /// `--max-call-wait` for a turn, then fails with RESOURCE_EXHAUSTED.
+    /// Health checks and reflection are not counted.
+    #[arg(long, env = "USERS_MAX_CONCURRENT_CALLS", default_value_t = 1024,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_concurrent_calls: u32,
+
+    /// How long a call beyond `--max-concurrent-calls` waits for a turn.
+    #[arg(long, env = "USERS_MAX_CALL_WAIT", default_value = "100ms",
+          value_parser = humantime::parse_duration)]
+    pub max_call_wait: Duration,
+
     /// Do not apply pending migrations at start-up; refuse to start if the
     /// schema is behind instead.
     #[arg(long, env = "USERS_SKIP_MIGRATIONS")]
@@ -151,6 +163,8 @@ impl Config {
             auth_tokens_file: None,
             auth_all: false,
             grpc_web: false,
+            max_concurrent_calls: 1024,
+            max_call_wait: Duration::from_millis(100),
             cors_allow_origins: Vec::new(),
             skip_migrations: false,
             request_id_ttl: Duration::from_secs(24 * 60 * 60),

@@ -61,6 +61,15 @@ pub enum ApiError {
         /// What was wrong, never the token itself.
         why: &'static str,
     },
+    /// More calls at once than `--max-concurrent-calls`, for longer than
+    /// `--max-call-wait`.
+    #[error("the server is handling {max} calls already and none ended within {waited:?}")]
+    TooManyCalls {
+        /// The limit.
+        max: usize,
+        /// How long the call waited for a turn.
+        waited: std::time::Duration,
+    },
     /// The database is down, unreachable, or too busy; worth retrying.
     #[error("database unavailable: {0}")]
     Unavailable(#[source] DbError),
@@ -124,6 +133,12 @@ impl From<ApiError> for Status {
                 "UNAUTHENTICATED",
                 format!("{why}; this server requires a bearer token"),
                 HashMap::new(),
+            ),
+            ApiError::TooManyCalls { max, .. } => (
+                Code::ResourceExhausted,
+                "TOO_MANY_CALLS",
+                format!("{error}; retry with backoff"),
+                HashMap::from([("max_concurrent_calls".to_owned(), max.to_string())]),
             ),
             ApiError::Conflict(source) => {
                 tracing::warn!(error = %source, "transaction conflict, retries exhausted");

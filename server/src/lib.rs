@@ -18,6 +18,7 @@
 
 mod accept;
 pub mod auth;
+pub mod call_limit;
 pub mod config;
 pub mod config_file;
 pub mod db;

@@ -12,6 +12,7 @@ use users_client::pb::{self, user_service_server::UserServiceServer};
 
 use crate::accept;
 use crate::auth::{Authenticator, Guard, TokensError};
+use crate::call_limit::CallLimit;
 use crate::config::Config;
 use crate::db::{
     Database, DbOpenError, PoolOptions,
@@ -21,6 +22,7 @@ use crate::db::{
 use crate::health::Health;
 use crate::service::{UsersService, forget_expired_request_ids};
 use crate::telemetry;
+use tower::Layer;
 
 /// A server with its database ready and its socket bound, not yet serving.
 #[derive(Debug)]
@@ -43,6 +45,8 @@ pub struct Application {
 #[derive(Debug, Clone, Copy)]
 struct Limits {
     max_request_size: usize,
+    max_concurrent_calls: usize,
+    max_call_wait: Duration,
     keepalive_interval: Duration,
     keepalive_timeout: Duration,
     max_connection_age: Option<Duration>,
@@ -52,6 +56,8 @@ impl Limits {
     fn new(config: &Config) -> Self {
         Self {
             max_request_size: config.max_request_size as usize,
+            max_concurrent_calls: config.max_concurrent_calls as usize,
+            max_call_wait: config.max_call_wait,
             keepalive_interval: config.http2_keepalive_interval,
             keepalive_timeout: config.http2_keepalive_timeout,
             max_connection_age: config.max_connection_age,
@@ -251,7 +257,12 @@ impl Application {
             .add_service(InterceptedService::new(health_service, tools_guard.clone()))
             .add_service(InterceptedService::new(reflection_v1, tools_guard.clone()))
             .add_service(InterceptedService::new(reflection_v1alpha, tools_guard))
-            .add_service(InterceptedService::new(users, users_guard))
+            // Authenticated first: a refused caller takes no turn.
+            .add_service(InterceptedService::new(
+                CallLimit::new(self.limits.max_concurrent_calls, self.limits.max_call_wait)
+                    .layer(users),
+                users_guard,
+            ))
             .serve_with_incoming_shutdown(incoming, stop_serving);
         let drain_timeout = self.drain_timeout;
         let drain_over = async move {

@@ -1,4 +1,5 @@
-//! What a request and a connection may take: requests over
+//! What a request and a connection may take: calls beyond
+//! `--max-concurrent-calls` are refused after a short wait, requests over
 //! `--max-request-size` fail without being read, connections whose peer
 //! stops answering HTTP/2 pings are closed, and connections past
 //! `--max-connection-age` are told to go away.
@@ -13,6 +14,7 @@ use users_client::ClientError;
 use users_tests::{Backend, spawn_app_with};
 
 on_backend!(sqlite: Sqlite;
+    calls_beyond_the_limit_wait_briefly_then_are_resource_exhausted,
     a_request_over_the_size_limit_is_out_of_range,
     a_connection_that_stops_answering_pings_is_closed,
     a_connection_past_its_max_age_is_told_to_go_away,
@@ -122,4 +124,63 @@ async fn a_connection_past_its_max_age_is_told_to_go_away(backend: Backend) {
     // The client crate reconnects by itself.
     tokio::time::sleep(age * 2).await;
     app.client.create_user("reconnected").await.unwrap();
+}
+
+async fn calls_beyond_the_limit_wait_briefly_then_are_resource_exhausted(backend: Backend) {
+    let wait = Duration::from_millis(100);
+    let app = spawn_app_with(backend, |config| {
+        config.max_concurrent_calls = 2;
+        config.max_call_wait = wait;
+    })
+    .await;
+    // Two creates hold both turns, waiting for the lock.
+    let lock = app.database().lock_for_writes().await;
+    let started = Instant::now();
+    let calls = futures_util::future::join_all((0..5).map(|i| {
+        let client = app.client.clone();
+        async move {
+            let created = client.create_user(format!("user-{i}")).await;
+            (created, started.elapsed())
+        }
+    }));
+    let release = async {
+        tokio::time::sleep(wait * 5).await;
+        // Health checks are not counted: served while the calls hold every turn.
+        let mut health = tonic_health::pb::health_client::HealthClient::new(
+            tonic::transport::Channel::from_shared(format!("http://{}", app.addr))
+                .unwrap()
+                .connect()
+                .await
+                .unwrap(),
+        );
+        health
+            .check(tonic_health::pb::HealthCheckRequest::default())
+            .await
+            .expect("health is served at the limit");
+        lock.release().await;
+    };
+    let (calls, ()) = tokio::join!(calls, release);
+
+    let mut succeeded = 0;
+    let mut refused = 0;
+    for (created, took) in &calls {
+        match created {
+            Ok(_) => succeeded += 1,
+            Err(ClientError::Other { code, error }) => {
+                assert_eq!(*code, tonic::Code::ResourceExhausted, "{error:?}");
+                assert_eq!(error.reason, "TOO_MANY_CALLS");
+                assert!(
+                    *took >= wait && *took < wait * 4,
+                    "refused after the wait, not later: {took:?}"
+                );
+                refused += 1;
+            }
+            Err(other) => panic!("expected RESOURCE_EXHAUSTED, got {other:?}"),
+        }
+    }
+    assert_eq!((succeeded, refused), (2, 3), "{calls:?}");
+    // The turns are given back: as many calls as before succeed.
+    for i in 0..3 {
+        app.client.create_user(format!("after-{i}")).await.unwrap();
+    }
 }
