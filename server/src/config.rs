@@ -5,6 +5,7 @@ use std::{net::SocketAddr, time::Duration};
 use clap::Parser;
 
 use crate::db::Isolation;
+use crate::tls::TlsFlags;
 
 /// How to run the server. Every flag has an environment fallback so that the
 /// same binary configures from a shell or from a container spec.
@@ -51,6 +52,10 @@ pub struct Config {
     #[arg(long, env = "USERS_REQUEST_ID_TTL", default_value = "24h",
           value_parser = parse_ttl)]
     pub request_id_ttl: Duration,
+
+    /// TLS: plaintext unless `--tls-cert` and `--tls-key` are given.
+    #[command(flatten)]
+    pub tls: TlsFlags,
 }
 
 /// A positive duration.
@@ -73,6 +78,7 @@ impl Config {
             isolation: Isolation::ReadCommitted,
             skip_migrations: false,
             request_id_ttl: Duration::from_secs(24 * 60 * 60),
+            tls: TlsFlags::default(),
         }
     }
 }

@@ -14,6 +14,8 @@
 //!   transactions, their retries, and migrations.
 //! - [`error`]: [`ApiError`](error::ApiError), the one place errors become
 //!   gRPC statuses.
+//! - [`tls`]: the TLS flags and the certificates they name, checked at
+//!   start-up.
 //! - [`config`] and [`telemetry`]: command line and logging.
 
 mod accept;
@@ -25,6 +27,7 @@ pub mod models;
 pub mod service;
 pub mod startup;
 pub mod telemetry;
+pub mod tls;
 
 pub use config::Config;
 pub use startup::{Application, StartupError, run, shutdown_signal};

@@ -19,11 +19,16 @@ use crate::db::{
 };
 use crate::service::{UsersService, forget_expired_request_ids};
 use crate::telemetry;
+use crate::tls::{self, TlsError, TlsMode};
 
 /// A server with its database ready and its socket bound, not yet serving.
 #[derive(Debug)]
 pub struct Application {
     listener: TcpListener,
+    /// `Server::builder()`, with TLS if configured: built in
+    /// [`build`](Self::build) so that unusable certificates stop start-up.
+    server: Server,
+    tls: TlsMode,
     db: Database,
     request_id_ttl: Duration,
 }
@@ -49,6 +54,9 @@ pub enum StartupError {
         #[source]
         source: std::io::Error,
     },
+    /// The TLS files cannot be read, or rustls refuses them.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     /// The reflection service could not read our descriptors (a build bug).
     #[error("cannot build the reflection service: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
@@ -65,16 +73,19 @@ impl StartupError {
             Self::DatabaseUrl(_)
             | Self::Database(_)
             | Self::Migrations(MigrationError::Connect { .. })
-            | Self::Bind { .. } => 2,
+            | Self::Bind { .. }
+            | Self::Tls(_) => 2,
             Self::Migrations(_) | Self::Reflection(_) | Self::Serve(_) => 1,
         }
     }
 }
 
 impl Application {
-    /// Opens the database, applies migrations (or checks them with
-    /// `--skip-migrations`), and binds `config.listen`.
+    /// Reads the TLS files, opens the database, applies migrations (or
+    /// checks them with `--skip-migrations`), and binds `config.listen`.
     pub async fn build(config: &Config) -> Result<Self, StartupError> {
+        // First: reading files is quick, and their errors need no database.
+        let server = tls::server_builder(&config.tls)?;
         let url: DatabaseUrl = config.database_url.parse()?;
         let mode = if config.skip_migrations {
             migrations::Mode::Check
@@ -102,6 +113,8 @@ impl Application {
                 })?;
         Ok(Self {
             listener,
+            server,
+            tls: config.tls.mode(),
             db,
             request_id_ttl: config.request_id_ttl,
         })
@@ -139,13 +152,18 @@ impl Application {
         let reflection_v1alpha = reflection().build_v1alpha()?;
 
         let incoming = accept::incoming(self.listener);
-        tracing::info!(%addr, database = %self.db.url(), "serving users.v1.UserService");
+        tracing::info!(%addr, database = %self.db.url(), tls = %self.tls, "serving users.v1.UserService");
+        if self.tls == TlsMode::Off && !addr.ip().is_loopback() {
+            tracing::warn!(%addr, "serving plaintext beyond loopback; see --tls-cert");
+        }
 
         let purge = tokio::spawn(forget_expired_request_ids(
             self.db.clone(),
             self.request_id_ttl,
         ));
-        let served = Server::builder()
+        // Health and reflection share the listener, and so its TLS.
+        let mut server = self.server;
+        let served = server
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)

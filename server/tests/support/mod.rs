@@ -21,6 +21,9 @@ pub fn server() -> Command {
         .env_remove("USERS_POOL_TIMEOUT")
         .env_remove("USERS_SKIP_MIGRATIONS")
         .env_remove("USERS_REQUEST_ID_TTL")
+        .env_remove("USERS_TLS_CERT")
+        .env_remove("USERS_TLS_KEY")
+        .env_remove("USERS_TLS_CLIENT_CA")
         .env("RUST_LOG", "info");
     command
 }
