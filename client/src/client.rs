@@ -3,10 +3,10 @@
 use std::time::SystemTime;
 
 use futures_util::{Stream, TryStreamExt, stream};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
-use crate::ClientError;
 use crate::pb::{self, user_service_client::UserServiceClient};
+use crate::{ClientBuilder, ClientError};
 
 /// A connection to the users service.
 ///
@@ -27,7 +27,10 @@ pub struct UsersClient {
 }
 
 impl UsersClient {
-    /// Connects to a server at `endpoint`, such as `http://127.0.0.1:50051`.
+    /// Connects to a server at `endpoint`, such as `http://127.0.0.1:50051`,
+    /// or over TLS, `https://users.example.com:50051`, trusting the
+    /// operating system's root certificates. For a CA of your own or a
+    /// client certificate, see [`builder`](Self::builder).
     ///
     /// Fails with [`ClientError::Connect`] if the URL is invalid or nothing
     /// answers there. Once connected, the channel reconnects by itself; calls
@@ -40,14 +43,25 @@ impl UsersClient {
     /// # }
     /// ```
     pub async fn connect(endpoint: impl Into<String>) -> Result<Self, ClientError> {
-        let endpoint = endpoint.into();
-        let channel = match Endpoint::from_shared(endpoint.clone()) {
-            Ok(builder) => builder.connect().await,
-            Err(error) => Err(error),
-        };
-        channel
-            .map(Self::from_channel)
-            .map_err(|source| ClientError::Connect { endpoint, source })
+        Self::builder(endpoint).connect().await
+    }
+
+    /// Settings for connecting to `endpoint`: over TLS (`https://`) with a
+    /// CA certificate file, and a client certificate for servers that
+    /// require one.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), users_client::ClientError> {
+    /// let client = users_client::UsersClient::builder("https://localhost:50051")
+    ///     .ca_certificate_file("ca.pem")
+    ///     .identity_files("client.pem", "client.key")
+    ///     .connect()
+    ///     .await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn builder(endpoint: impl Into<String>) -> ClientBuilder {
+        ClientBuilder::new(endpoint.into())
     }
 
     /// Wraps a channel configured by the caller (TLS, timeouts, lazy

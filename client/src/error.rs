@@ -52,14 +52,33 @@ pub enum ClientError {
         /// What the server said.
         error: ServerError,
     },
-    /// The endpoint URL is invalid or the first connection failed.
+    /// The endpoint URL is invalid or the first connection failed (TLS
+    /// included: a server certificate not trusted, a client certificate
+    /// refused).
     #[error("cannot connect to {endpoint}: {}", causes(source))]
     Connect {
-        /// The endpoint as given to [`UsersClient::connect`](crate::UsersClient::connect).
+        /// The endpoint as given to [`UsersClient::connect`](crate::UsersClient::connect)
+        /// or [`UsersClient::builder`](crate::UsersClient::builder).
         endpoint: String,
         /// What the transport reported.
         #[source]
         source: tonic::transport::Error,
+    },
+    /// A TLS file given to [`ClientBuilder`](crate::ClientBuilder) cannot be
+    /// read, or holds no PEM certificate (or private key).
+    #[error("cannot use TLS file {}: {source}", path.display())]
+    TlsFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why: the OS's error, or `InvalidData` for what is in it.
+        #[source]
+        source: std::io::Error,
+    },
+    /// TLS files were given for an endpoint that is not `https://`.
+    #[error("TLS files were given for {endpoint}, which is not https://")]
+    TlsNeedsHttps {
+        /// The endpoint as given to [`UsersClient::builder`](crate::UsersClient::builder).
+        endpoint: String,
     },
     /// The server answered with a message that breaks the API contract.
     #[error("malformed response: {0}")]
@@ -108,7 +127,10 @@ impl ClientError {
             Self::Unavailable(_) => Some(Code::Unavailable),
             Self::DeadlineExceeded(_) => Some(Code::DeadlineExceeded),
             Self::Other { code, .. } => Some(*code),
-            Self::Connect { .. } | Self::MalformedResponse(_) => None,
+            Self::Connect { .. }
+            | Self::TlsFile { .. }
+            | Self::TlsNeedsHttps { .. }
+            | Self::MalformedResponse(_) => None,
         }
     }
 
@@ -123,7 +145,10 @@ impl ClientError {
             | Self::Unavailable(error)
             | Self::DeadlineExceeded(error)
             | Self::Other { error, .. } => Some(error),
-            Self::Connect { .. } | Self::MalformedResponse(_) => None,
+            Self::Connect { .. }
+            | Self::TlsFile { .. }
+            | Self::TlsNeedsHttps { .. }
+            | Self::MalformedResponse(_) => None,
         }
     }
 

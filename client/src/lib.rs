@@ -18,17 +18,21 @@
 //! ```
 //!
 //! Modules:
+//! - [`builder`]: [`ClientBuilder`], for TLS with a CA file and client
+//!   certificates.
 //! - [`client`]: the [`UsersClient`] wrapper and its queries.
 //! - [`codec`]: the protobuf codec of the stubs, which answers a request
 //!   that does not decode with INVALID_ARGUMENT.
 //! - [`error`]: [`ClientError`], one variant per status a caller can act on.
 //! - [`pb`]: the generated code.
 
+pub mod builder;
 pub mod client;
 pub mod codec;
 pub mod error;
 pub mod pb;
 
+pub use builder::ClientBuilder;
 pub use client::{FindUsers, Page, SortField, User, UsersClient};
 
 /// The README's Rust examples, compiled as doctests so they stay true.

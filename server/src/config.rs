@@ -6,6 +6,7 @@ use std::{net::SocketAddr, time::Duration};
 use clap::Parser;
 
 use crate::db::Isolation;
+use crate::tls::TlsFlags;
 
 /// How to run the server. Every flag has an environment fallback so that the
 /// same binary configures from a shell or from a container spec.
@@ -133,6 +134,10 @@ pub struct Config {
     #[arg(long, env = "USERS_REQUEST_ID_TTL", default_value = "24h",
           value_parser = parse_positive_duration)]
     pub request_id_ttl: Duration,
+
+    /// TLS: plaintext unless `--tls-cert` and `--tls-key` are given.
+    #[command(flatten)]
+    pub tls: TlsFlags,
 }
 
 /// A positive duration.
@@ -168,6 +173,7 @@ impl Config {
             cors_allow_origins: Vec::new(),
             skip_migrations: false,
             request_id_ttl: Duration::from_secs(24 * 60 * 60),
+            tls: TlsFlags::default(),
         }
     }
 }

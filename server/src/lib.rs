@@ -14,6 +14,8 @@
 //!   transactions, their retries, and migrations.
 //! - [`error`]: [`ApiError`](error::ApiError), the one place errors become
 //!   gRPC statuses.
+//! - [`tls`]: the TLS flags and the certificates they name, checked at
+//!   start-up.
 //! - [`config`] and [`telemetry`]: command line and logging.
 
 mod accept;
@@ -29,6 +31,7 @@ pub mod models;
 pub mod service;
 pub mod startup;
 pub mod telemetry;
+pub mod tls;
 pub mod web;
 
 pub use config::Config;

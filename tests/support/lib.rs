@@ -1,16 +1,19 @@
 //! The test harness: [`spawn_app`] starts the real server on port 0 with a
 //! database of its own and returns a [`TestApp`] that talks to it over TCP
-//! through the client crate.
+//! through the client crate; [`spawn_app_over_tls`] does the same over TLS,
+//! with the certificates of [`TestCertificates`].
 
+mod certificates;
 mod database;
 mod private_postgres;
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, path::Path};
 
 use tokio::{sync::oneshot, task::JoinHandle};
-use users_client::{FindUsers, User, UsersClient};
-use users_server::{Application, Config, StartupError};
+use users_client::{ClientBuilder, FindUsers, User, UsersClient};
+use users_server::{Application, Config, StartupError, tls::TlsFlags};
 
+pub use certificates::TestCertificates;
 pub use database::{Backend, POSTGRES_URL_VAR, TestDatabase, WriteLock};
 pub use private_postgres::{POSTGRES_BINDIR_VAR, PrivatePostgres, StopMode};
 
@@ -20,6 +23,9 @@ pub use private_postgres::{POSTGRES_BINDIR_VAR, PrivatePostgres, StopMode};
 pub struct TestApp {
     /// Where the server listens.
     pub addr: SocketAddr,
+    /// The URL clients connect to: `http://ADDR`, or `https://ADDR` over
+    /// TLS.
+    pub endpoint: String,
     /// A client connected to the server.
     pub client: UsersClient,
     server: Option<RunningServer>,
@@ -55,16 +61,59 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 /// Starts a server on `backend`, after `configure` has adjusted its
 /// settings.
 pub async fn spawn_app_with(backend: Backend, configure: impl FnOnce(&mut Config)) -> TestApp {
+    spawn(backend, configure, "http", |client| client).await
+}
+
+/// Starts a server on `backend` that serves over TLS with `server.pem` and
+/// `server.key` of `certificates` (a directory laid out as
+/// [`TestCertificates`] and the README lay it out) and, if `mutual`,
+/// requires client certificates signed by its `ca.pem`. The app's client
+/// trusts `ca.pem`, and presents `client.pem` if `mutual`.
+pub async fn spawn_app_over_tls(backend: Backend, certificates: &Path, mutual: bool) -> TestApp {
+    let ca = certificates.join("ca.pem");
+    let configure = |config: &mut Config| {
+        config.tls = TlsFlags {
+            cert: Some(certificates.join("server.pem")),
+            key: Some(certificates.join("server.key")),
+            client_ca: mutual.then(|| ca.clone()),
+        };
+    };
+    let client = |client: ClientBuilder| {
+        let client = client.ca_certificate_file(&ca);
+        match mutual {
+            true => client.identity_files(
+                certificates.join("client.pem"),
+                certificates.join("client.key"),
+            ),
+            false => client,
+        }
+    };
+    spawn(backend, configure, "https", client).await
+}
+
+/// Starts a server configured by `configure` and connects to it at
+/// `scheme://ADDR` with a client that `client` sets up.
+async fn spawn(
+    backend: Backend,
+    configure: impl FnOnce(&mut Config),
+    scheme: &str,
+    client: impl FnOnce(ClientBuilder) -> ClientBuilder,
+) -> TestApp {
     init_logs();
     let db = TestDatabase::create(backend).await;
     let mut config = Config::new(loopback_port_0(), db.url());
     configure(&mut config);
-    let server = start(&config).await;
-    let addr = server.0;
+    let (addr, server) = start(&config).await;
+    let endpoint = format!("{scheme}://{addr}");
+    let client = client(UsersClient::builder(&endpoint))
+        .connect()
+        .await
+        .unwrap_or_else(|error| panic!("cannot connect to the test server: {error}"));
     TestApp {
         addr,
-        client: connect(addr).await,
-        server: Some(server.1),
+        endpoint,
+        client,
+        server: Some(server),
         db,
     }
 }
@@ -94,12 +143,13 @@ impl TestApp {
     }
 
     /// Stops the server and starts a new one on the same database (and a new
-    /// port), as a redeploy would.
+    /// port), with default settings (plaintext), as a redeploy would.
     pub async fn restart(&mut self) {
         self.stop().await;
         let (addr, server) = start(&Config::new(loopback_port_0(), self.db.url())).await;
         self.addr = addr;
-        self.client = connect(addr).await;
+        self.endpoint = format!("http://{addr}");
+        self.client = connect(&self.endpoint).await;
         self.server = Some(server);
     }
 }
@@ -125,8 +175,8 @@ async fn start(config: &Config) -> (SocketAddr, RunningServer) {
     (addr, RunningServer { stop, task })
 }
 
-async fn connect(addr: SocketAddr) -> UsersClient {
-    UsersClient::connect(format!("http://{addr}"))
+async fn connect(endpoint: &str) -> UsersClient {
+    UsersClient::connect(endpoint)
         .await
         .unwrap_or_else(|error| panic!("cannot connect to the test server: {error}"))
 }

@@ -34,6 +34,9 @@ fn deadline() -> Option<Instant> {
     DEADLINE.try_with(|deadline| *deadline).ok()
 }
 
+/// The granularity of tokio's timers.
+const TIMER_TICK: Duration = Duration::from_millis(1);
+
 /// How often, and how patiently, a unit of work is run again.
 #[derive(Debug, Clone, Copy)]
 pub struct RetryPolicy {
@@ -98,7 +101,10 @@ impl RetryPolicy {
                 return Err(error);
             }
             let backoff = self.backoff(attempts);
-            if deadline().is_some_and(|deadline| Instant::now() + backoff >= deadline) {
+            // Timers fire on millisecond ticks: a wait may end up to one
+            // later than asked.
+            if deadline().is_some_and(|deadline| Instant::now() + backoff + TIMER_TICK >= deadline)
+            {
                 return Err(error);
             }
             tracing::info!(
