@@ -5,6 +5,7 @@ use std::{net::SocketAddr, time::Duration};
 use clap::Parser;
 
 use crate::db::Isolation;
+use crate::telemetry::LogFormat;
 
 /// How to run the server. Every flag has an environment fallback so that the
 /// same binary configures from a shell or from a container spec.
@@ -51,6 +52,11 @@ pub struct Config {
     #[arg(long, env = "USERS_REQUEST_ID_TTL", default_value = "24h",
           value_parser = parse_ttl)]
     pub request_id_ttl: Duration,
+
+    /// How log lines are written to stderr: `text` for people, `json` (one
+    /// object a line) for log collectors.
+    #[arg(long, env = "USERS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
 }
 
 /// A positive duration.
@@ -73,6 +79,7 @@ impl Config {
             isolation: Isolation::ReadCommitted,
             skip_migrations: false,
             request_id_ttl: Duration::from_secs(24 * 60 * 60),
+            log_format: LogFormat::Text,
         }
     }
 }

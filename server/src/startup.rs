@@ -209,7 +209,7 @@ pub async fn shutdown_signal() {
 #[tokio::main]
 pub async fn run() -> ExitCode {
     let config = Config::parse();
-    let logs = telemetry::init();
+    let logs = telemetry::init(config.log_format);
     let result = match Application::build(&config).await {
         Ok(app) => app.run_until(shutdown_signal()).await,
         Err(error) => Err(error),

@@ -140,6 +140,6 @@ fn init_logs() {
     static LOGS: std::sync::OnceLock<users_server::telemetry::LogGuard> =
         std::sync::OnceLock::new();
     if std::env::var_os("TEST_LOG").is_some() {
-        LOGS.get_or_init(users_server::telemetry::init);
+        LOGS.get_or_init(|| users_server::telemetry::init(Default::default()));
     }
 }
