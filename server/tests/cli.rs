@@ -114,7 +114,7 @@ async fn by_default_users_are_stored_in_users_db_in_the_working_directory() {
     client.create_user("John").await.unwrap();
     assert!(server.dir.path().join("users.db").exists());
 
-    // Logged once per call: method, status code, latency.
+    // Logged once per call: method, request id, status code, latency.
     let rpc_line = loop {
         let line = server.log.recv_timeout(Duration::from_secs(10)).unwrap();
         if line.contains("rpc") {
@@ -122,6 +122,7 @@ async fn by_default_users_are_stored_in_users_db_in_the_working_directory() {
         }
     };
     assert!(rpc_line.contains(r#"method="CreateUser""#), "{rpc_line}");
+    assert!(rpc_line.contains("request_id="), "{rpc_line}");
     assert!(rpc_line.contains("code=Ok"), "{rpc_line}");
     assert!(rpc_line.contains("latency_us="), "{rpc_line}");
 

@@ -39,3 +39,4 @@ mod ordering;
 mod paging;
 mod readme;
 mod request_ids;
+mod x_request_id;

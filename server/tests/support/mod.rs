@@ -21,6 +21,8 @@ pub fn server() -> Command {
         .env_remove("USERS_POOL_TIMEOUT")
         .env_remove("USERS_SKIP_MIGRATIONS")
         .env_remove("USERS_REQUEST_ID_TTL")
+        .env_remove("USERS_METRICS_LISTEN")
+        .env_remove("USERS_LOG_FORMAT")
         .env("RUST_LOG", "info");
     command
 }
@@ -82,8 +84,8 @@ pub fn start_with(mut command: Command, args: &[&str]) -> Running {
         let line = log
             .recv_timeout(Duration::from_secs(30))
             .expect("the server logs where it serves");
-        if let Some((_, rest)) = line.split_once("addr=") {
-            break rest.split_whitespace().next().unwrap().to_owned();
+        if let Some(addr) = served_addr(&line) {
+            break addr;
         }
     };
     Running {
@@ -92,6 +94,16 @@ pub fn start_with(mut command: Command, args: &[&str]) -> Running {
         log,
         dir,
     }
+}
+
+/// Where the server says it serves, from its start-up line in either log
+/// format: `addr=127.0.0.1:PORT` (text) or `"addr":"127.0.0.1:PORT"` (JSON).
+fn served_addr(line: &str) -> Option<String> {
+    let (_, rest) = line
+        .split_once("addr=")
+        .or_else(|| line.split_once(r#""addr":""#))?;
+    let end = rest.find([' ', '"']).unwrap_or(rest.len());
+    Some(rest[..end].to_owned())
 }
 
 impl Running {
