@@ -53,6 +53,11 @@ pub struct Config {
           value_parser = parse_ttl)]
     pub request_id_ttl: Duration,
 
+    /// Serve Prometheus metrics over HTTP at `/metrics` on this address
+    /// (port 0 picks a free port); off when not given.
+    #[arg(long, env = "USERS_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+
     /// How log lines are written to stderr: `text` for people, `json` (one
     /// object a line) for log collectors.
     #[arg(long, env = "USERS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
@@ -79,6 +84,7 @@ impl Config {
             isolation: Isolation::ReadCommitted,
             skip_migrations: false,
             request_id_ttl: Duration::from_secs(24 * 60 * 60),
+            metrics_listen: None,
             log_format: LogFormat::Text,
         }
     }

@@ -1,10 +1,11 @@
 //! [`Application`]: builds the server from a [`Config`] and runs it until a
 //! shutdown signal.
 
-use std::{future::Future, net::SocketAddr, process::ExitCode, time::Duration};
+use std::{future::Future, net::SocketAddr, process::ExitCode, sync::Arc, time::Duration};
 
 use clap::Parser;
 
+use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tonic::transport::Server;
 use tonic_health::server::HealthReporter;
@@ -17,6 +18,7 @@ use crate::db::{
     migrations::{self, MigrationError},
     url::{DatabaseUrl, UrlError},
 };
+use crate::metrics::{MetricsEndpoint, RpcMetrics};
 use crate::service::{UsersService, forget_expired_request_ids};
 use crate::telemetry;
 
@@ -26,6 +28,8 @@ pub struct Application {
     listener: TcpListener,
     db: Database,
     request_id_ttl: Duration,
+    /// `--metrics-listen`, bound.
+    metrics: Option<MetricsEndpoint>,
 }
 
 /// Why the server could not start, or stopped with an error.
@@ -49,6 +53,15 @@ pub enum StartupError {
         #[source]
         source: std::io::Error,
     },
+    /// `--metrics-listen` cannot be bound.
+    #[error("cannot serve metrics on {addr}: {source}")]
+    MetricsBind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// Why the OS refused.
+        #[source]
+        source: std::io::Error,
+    },
     /// The reflection service could not read our descriptors (a build bug).
     #[error("cannot build the reflection service: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
@@ -65,7 +78,8 @@ impl StartupError {
             Self::DatabaseUrl(_)
             | Self::Database(_)
             | Self::Migrations(MigrationError::Connect { .. })
-            | Self::Bind { .. } => 2,
+            | Self::Bind { .. }
+            | Self::MetricsBind { .. } => 2,
             Self::Migrations(_) | Self::Reflection(_) | Self::Serve(_) => 1,
         }
     }
@@ -73,7 +87,8 @@ impl StartupError {
 
 impl Application {
     /// Opens the database, applies migrations (or checks them with
-    /// `--skip-migrations`), and binds `config.listen`.
+    /// `--skip-migrations`), and binds `config.listen` and
+    /// `config.metrics_listen`.
     pub async fn build(config: &Config) -> Result<Self, StartupError> {
         let url: DatabaseUrl = config.database_url.parse()?;
         let mode = if config.skip_migrations {
@@ -100,11 +115,26 @@ impl Application {
                     addr: config.listen,
                     source,
                 })?;
+        let metrics = match config.metrics_listen {
+            None => None,
+            Some(addr) => Some(
+                MetricsEndpoint::bind(addr)
+                    .await
+                    .map_err(|source| StartupError::MetricsBind { addr, source })?,
+            ),
+        };
         Ok(Self {
             listener,
             db,
             request_id_ttl: config.request_id_ttl,
+            metrics,
         })
+    }
+
+    /// Where `/metrics` is served, if `--metrics-listen` was given (the
+    /// port actually bound, useful with port 0).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(MetricsEndpoint::local_addr)
     }
 
     /// The address actually bound (useful with port 0).
@@ -138,6 +168,17 @@ impl Application {
         let reflection_v1 = reflection().build_v1()?;
         let reflection_v1alpha = reflection().build_v1alpha()?;
 
+        let rpc_metrics = RpcMetrics::default();
+        let metrics = self.metrics.map(|endpoint| {
+            let mut registry = Registry::default();
+            rpc_metrics.register(&mut registry);
+            self.db.register_metrics(&mut registry);
+            // Not `addr=`: that names the gRPC address, which scripts look for.
+            let url = format!("http://{}/metrics", endpoint.local_addr());
+            tracing::info!(%url, "serving Prometheus metrics");
+            tokio::spawn(endpoint.serve(Arc::new(registry)))
+        });
+
         let incoming = accept::incoming(self.listener);
         tracing::info!(%addr, database = %self.db.url(), "serving users.v1.UserService");
 
@@ -149,13 +190,15 @@ impl Application {
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
-            .add_service(UserServiceServer::new(UsersService::new(
-                self.db,
-                self.request_id_ttl,
-            )))
+            .add_service(UserServiceServer::new(
+                UsersService::new(self.db, self.request_id_ttl).with_metrics(rpc_metrics),
+            ))
             .serve_with_incoming_shutdown(incoming, stop_serving(shutdown, health))
             .await;
         purge.abort();
+        if let Some(metrics) = metrics {
+            metrics.abort();
+        }
         served?;
         tracing::info!("stopped");
         Ok(())

@@ -79,6 +79,14 @@ fn an_address_in_use_is_a_one_line_error_and_exit_code_2() {
     assert_one_line_error(&output, &format!("cannot listen on {addr}"));
 }
 
+#[test]
+fn a_metrics_address_in_use_is_a_one_line_error_and_exit_code_2() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let output = run_to_exit(&["--metrics-listen", &addr]);
+    assert_one_line_error(&output, &format!("cannot serve metrics on {addr}"));
+}
+
 /// A server started in a temporary working directory, with its log lines.
 #[tokio::test]
 async fn sigterm_stops_the_server_gracefully_with_exit_code_0() {

@@ -34,6 +34,7 @@ mod change_user;
 mod create_user;
 mod export;
 mod find_users;
+mod metrics;
 mod operations;
 mod ordering;
 mod paging;

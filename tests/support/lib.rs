@@ -3,6 +3,7 @@
 //! through the client crate.
 
 mod database;
+mod http;
 mod private_postgres;
 
 use std::net::SocketAddr;
@@ -12,6 +13,7 @@ use users_client::{FindUsers, User, UsersClient};
 use users_server::{Application, Config, StartupError};
 
 pub use database::{Backend, POSTGRES_URL_VAR, TestDatabase, WriteLock};
+pub use http::{HttpResponse, http_get};
 pub use private_postgres::{POSTGRES_BINDIR_VAR, PrivatePostgres, StopMode};
 
 /// A running server with its own database, and a client connected to it.
@@ -20,6 +22,8 @@ pub use private_postgres::{POSTGRES_BINDIR_VAR, PrivatePostgres, StopMode};
 pub struct TestApp {
     /// Where the server listens.
     pub addr: SocketAddr,
+    /// Where it serves `/metrics`, if its config asked for metrics.
+    pub metrics_addr: Option<SocketAddr>,
     /// A client connected to the server.
     pub client: UsersClient,
     server: Option<RunningServer>,
@@ -60,11 +64,11 @@ pub async fn spawn_app_with(backend: Backend, configure: impl FnOnce(&mut Config
     let mut config = Config::new(loopback_port_0(), db.url());
     configure(&mut config);
     let server = start(&config).await;
-    let addr = server.0;
     TestApp {
-        addr,
-        client: connect(addr).await,
-        server: Some(server.1),
+        addr: server.addr,
+        metrics_addr: server.metrics_addr,
+        client: connect(server.addr).await,
+        server: Some(server.running),
         db,
     }
 }
@@ -97,10 +101,19 @@ impl TestApp {
     /// port), as a redeploy would.
     pub async fn restart(&mut self) {
         self.stop().await;
-        let (addr, server) = start(&Config::new(loopback_port_0(), self.db.url())).await;
-        self.addr = addr;
-        self.client = connect(addr).await;
-        self.server = Some(server);
+        let server = start(&Config::new(loopback_port_0(), self.db.url())).await;
+        self.addr = server.addr;
+        self.metrics_addr = server.metrics_addr;
+        self.client = connect(server.addr).await;
+        self.server = Some(server.running);
+    }
+
+    /// The server's `/metrics` page. Panics if it serves no metrics.
+    pub async fn scrape_metrics(&self) -> String {
+        let addr = self.metrics_addr.expect("the server serves metrics");
+        let response = http_get(addr, "/metrics").await;
+        assert_eq!(response.status, 200, "{response:?}");
+        response.body
     }
 }
 
@@ -113,16 +126,28 @@ impl Drop for TestApp {
     }
 }
 
-async fn start(config: &Config) -> (SocketAddr, RunningServer) {
+/// A server just started, and where it listens.
+struct Started {
+    addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
+    running: RunningServer,
+}
+
+async fn start(config: &Config) -> Started {
     let app = Application::build(config)
         .await
         .unwrap_or_else(|error| panic!("server failed to start: {error}"));
     let addr = app.local_addr();
+    let metrics_addr = app.metrics_addr();
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(app.run_until(async {
         let _ = stopped.await;
     }));
-    (addr, RunningServer { stop, task })
+    Started {
+        addr,
+        metrics_addr,
+        running: RunningServer { stop, task },
+    }
 }
 
 async fn connect(addr: SocketAddr) -> UsersClient {

@@ -15,16 +15,19 @@ pub use users::{UsersService, forget_expired_request_ids};
 
 use self::request_id::{Origin, RequestId};
 use crate::db::retry;
+use crate::metrics::RpcMetrics;
 
 /// Runs one RPC: hands the request's message to `handler`, within the
 /// caller's deadline (retries never wait past it), maps its error to a
 /// status (the one place that happens, [`ApiError`](crate::error::ApiError)),
-/// and logs one line with the status code and the latency.
+/// logs one line with the status code and the latency, and counts the call
+/// in `metrics`.
 ///
 /// Every log line of the call, the database's included, is inside a `call`
 /// span that names the method and the call's [`RequestId`], which goes back
 /// to the caller as `x-request-id`, with the response or the error.
 async fn rpc<M, T, Fut>(
+    metrics: &RpcMetrics,
     method: &'static str,
     request: Request<M>,
     handler: impl FnOnce(M) -> Fut,
@@ -51,9 +54,11 @@ where
             .map(Response::new)
             .map_err(Status::from);
         let code = result.as_ref().map_or_else(Status::code, |_| Code::Ok);
+        let latency = started.elapsed();
+        metrics.record(method, code, latency);
         tracing::info!(
             code = ?code,
-            latency_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            latency_us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX),
             "rpc"
         );
         result
