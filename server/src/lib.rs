@@ -14,7 +14,8 @@
 //!   transactions, their retries, and migrations.
 //! - [`error`]: [`ApiError`](error::ApiError), the one place errors become
 //!   gRPC statuses.
-//! - [`config`] and [`telemetry`]: command line and logging.
+//! - [`metrics`]: what is counted, per server, and the `/metrics` endpoint.
+//! - [`config`] and [`telemetry`]: command line and logging (text or JSON).
 
 mod accept;
 pub mod config;
