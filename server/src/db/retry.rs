@@ -39,6 +39,10 @@ fn deadline() -> Option<Instant> {
     DEADLINE.try_with(|deadline| *deadline).ok()
 }
 
+/// How late a sleep may wake: tokio's timers fire on millisecond ticks,
+/// so a backoff that would end just before the deadline can end on it.
+const TIMER_TICK: Duration = Duration::from_millis(1);
+
 /// How often, and how patiently, a unit of work is run again.
 #[derive(Debug, Clone, Copy)]
 pub struct RetryPolicy {
@@ -176,7 +180,8 @@ impl RetryPolicy {
                 return Err(error);
             }
             let backoff = self.backoff(attempts);
-            if deadline().is_some_and(|deadline| Instant::now() + backoff >= deadline) {
+            let wakes = Instant::now() + backoff + TIMER_TICK;
+            if deadline().is_some_and(|deadline| wakes >= deadline) {
                 return Err(error);
             }
             tracing::info!(
