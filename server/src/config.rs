@@ -6,6 +6,7 @@ use std::{net::SocketAddr, time::Duration};
 use clap::Parser;
 
 use crate::db::Isolation;
+use crate::telemetry::LogFormat;
 use crate::tls::TlsFlags;
 
 /// How to run the server. Every flag has an environment fallback so that the
@@ -138,6 +139,15 @@ pub struct Config {
     /// TLS: plaintext unless `--tls-cert` and `--tls-key` are given.
     #[command(flatten)]
     pub tls: TlsFlags,
+    /// Serve Prometheus metrics over HTTP at `/metrics` on this address
+    /// (port 0 picks a free port); off when not given.
+    #[arg(long, env = "USERS_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+
+    /// How log lines are written to stderr: `text` for people, `json` (one
+    /// object a line) for log collectors.
+    #[arg(long, env = "USERS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
 }
 
 /// A positive duration.
@@ -174,6 +184,8 @@ impl Config {
             skip_migrations: false,
             request_id_ttl: Duration::from_secs(24 * 60 * 60),
             tls: TlsFlags::default(),
+            metrics_listen: None,
+            log_format: LogFormat::Text,
         }
     }
 }

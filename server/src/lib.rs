@@ -16,7 +16,8 @@
 //!   gRPC statuses.
 //! - [`tls`]: the TLS flags and the certificates they name, checked at
 //!   start-up.
-//! - [`config`] and [`telemetry`]: command line and logging.
+//! - [`metrics`]: what is counted, per server, and the `/metrics` endpoint.
+//! - [`config`] and [`telemetry`]: command line and logging (text or JSON).
 
 mod accept;
 pub mod auth;
@@ -27,6 +28,7 @@ pub mod db;
 pub mod domain;
 pub mod error;
 pub mod health;
+pub mod metrics;
 pub mod models;
 pub mod service;
 pub mod startup;

@@ -1,10 +1,11 @@
 //! [`Application`]: builds the server from a [`Config`] and runs it until a
 //! shutdown signal.
 
-use std::{future::Future, net::SocketAddr, process::ExitCode, time::Duration};
+use std::{future::Future, net::SocketAddr, process::ExitCode, sync::Arc, time::Duration};
 
 use clap::Parser;
 
+use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tonic::{service::interceptor::InterceptedService, transport::Server};
 use tonic_health::ServingStatus;
@@ -20,6 +21,7 @@ use crate::db::{
     url::{DatabaseUrl, UrlError},
 };
 use crate::health::Health;
+use crate::metrics::{MetricsEndpoint, RpcMetrics};
 use crate::service::{UsersService, forget_expired_request_ids};
 use crate::telemetry;
 use crate::tls::{self, TlsError, TlsMode};
@@ -44,6 +46,8 @@ pub struct Application {
     auth_all: bool,
     /// Whether gRPC-Web is served, and the CORS rules for browsers.
     grpc_web: Option<Option<tower_http::cors::CorsLayer>>,
+    /// `--metrics-listen`, bound.
+    metrics: Option<MetricsEndpoint>,
 }
 
 /// What a connection or a request may take, from the [`Config`].
@@ -113,6 +117,15 @@ pub enum StartupError {
     /// The TLS files cannot be read, or rustls refuses them.
     #[error(transparent)]
     Tls(#[from] TlsError),
+    /// `--metrics-listen` cannot be bound.
+    #[error("cannot serve metrics on {addr}: {source}")]
+    MetricsBind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// Why the OS refused.
+        #[source]
+        source: std::io::Error,
+    },
     /// The reflection service could not read our descriptors (a build bug).
     #[error("cannot build the reflection service: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
@@ -132,7 +145,8 @@ impl StartupError {
             | Self::Tokens(_)
             | Self::WebOrigin(_)
             | Self::Bind { .. }
-            | Self::Tls(_) => 2,
+            | Self::Tls(_)
+            | Self::MetricsBind { .. } => 2,
             Self::Migrations(_) | Self::Reflection(_) | Self::Serve(_) => 1,
         }
     }
@@ -140,7 +154,8 @@ impl StartupError {
 
 impl Application {
     /// Reads the TLS files, opens the database, applies migrations (or
-    /// checks them with `--skip-migrations`), and binds `config.listen`.
+    /// checks them with `--skip-migrations`), and binds `config.listen` and
+    /// `config.metrics_listen`.
     pub async fn build(config: &Config) -> Result<Self, StartupError> {
         // First: reading files is quick, and their errors need no database.
         let server = tls::server_builder(&config.tls)?;
@@ -178,6 +193,14 @@ impl Application {
                     addr: config.listen,
                     source,
                 })?;
+        let metrics = match config.metrics_listen {
+            None => None,
+            Some(addr) => Some(
+                MetricsEndpoint::bind(addr)
+                    .await
+                    .map_err(|source| StartupError::MetricsBind { addr, source })?,
+            ),
+        };
         Ok(Self {
             listener,
             server,
@@ -190,7 +213,14 @@ impl Application {
             authenticator,
             auth_all: config.auth_all,
             grpc_web,
+            metrics,
         })
+    }
+
+    /// Where `/metrics` is served, if `--metrics-listen` was given (the
+    /// port actually bound, useful with port 0).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(MetricsEndpoint::local_addr)
     }
 
     /// The address actually bound (useful with port 0).
@@ -231,6 +261,17 @@ impl Application {
         let reflection_v1 = reflection().build_v1()?;
         let reflection_v1alpha = reflection().build_v1alpha()?;
 
+        let rpc_metrics = RpcMetrics::default();
+        let metrics = self.metrics.map(|endpoint| {
+            let mut registry = Registry::default();
+            rpc_metrics.register(&mut registry);
+            self.db.register_metrics(&mut registry);
+            // Not `addr=`: that names the gRPC address, which scripts look for.
+            let url = format!("http://{}/metrics", endpoint.local_addr());
+            tracing::info!(%url, "serving Prometheus metrics");
+            tokio::spawn(endpoint.serve(Arc::new(registry)))
+        });
+
         let incoming = accept::incoming(self.listener);
         tracing::info!(%addr, database = %self.db.url(), tls = %self.tls, "serving users.v1.UserService");
         if self.tls == TlsMode::Off && !addr.ip().is_loopback() {
@@ -259,8 +300,10 @@ impl Application {
             .map(|authenticator| tokio::spawn(authenticator.reload_on_sighup()));
         let users_guard = Guard(self.authenticator.clone());
         let tools_guard = Guard(self.authenticator.filter(|_| self.auth_all));
-        let users = UserServiceServer::new(UsersService::new(self.db, self.request_id_ttl))
-            .max_decoding_message_size(self.limits.max_request_size);
+        let users = UserServiceServer::new(
+            UsersService::new(self.db, self.request_id_ttl).with_metrics(rpc_metrics),
+        )
+        .max_decoding_message_size(self.limits.max_request_size);
         // CORS first: it answers browsers' preflight requests itself.
         // Health and reflection share the listener, and so its TLS.
         let served = self
@@ -300,6 +343,9 @@ impl Application {
         follow_database.abort();
         if let Some(reload_tokens) = reload_tokens {
             reload_tokens.abort();
+        }
+        if let Some(metrics) = metrics {
+            metrics.abort();
         }
         result?;
         tracing::info!("stopped");
@@ -351,7 +397,7 @@ pub async fn run() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let logs = telemetry::init();
+    let logs = telemetry::init(config.log_format);
     let result = match Application::build(&config).await {
         Ok(app) => app.run_until(shutdown_signal()).await,
         Err(error) => Err(error),

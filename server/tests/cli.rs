@@ -121,6 +121,14 @@ fn a_tls_certificate_without_its_key_is_refused_by_the_command_line() {
     assert!(stderr.contains("--tls-key <PATH>"), "{stderr}");
 }
 
+#[test]
+fn a_metrics_address_in_use_is_a_one_line_error_and_exit_code_2() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let output = run_to_exit(&["--metrics-listen", &addr]);
+    assert_one_line_error(&output, &format!("cannot serve metrics on {addr}"));
+}
+
 /// A server started in a temporary working directory, with its log lines.
 #[tokio::test]
 async fn sigterm_stops_the_server_gracefully_with_exit_code_0() {
@@ -156,7 +164,7 @@ async fn by_default_users_are_stored_in_users_db_in_the_working_directory() {
     client.create_user("John").await.unwrap();
     assert!(server.dir.path().join("users.db").exists());
 
-    // Logged once per call: method, status code, latency.
+    // Logged once per call: method, request id, status code, latency.
     let rpc_line = loop {
         let line = server.log.recv_timeout(Duration::from_secs(10)).unwrap();
         if line.contains("rpc") {
@@ -164,6 +172,7 @@ async fn by_default_users_are_stored_in_users_db_in_the_working_directory() {
         }
     };
     assert!(rpc_line.contains(r#"method="CreateUser""#), "{rpc_line}");
+    assert!(rpc_line.contains("request_id="), "{rpc_line}");
     assert!(rpc_line.contains("code=Ok"), "{rpc_line}");
     assert!(rpc_line.contains("latency_us="), "{rpc_line}");
 

@@ -5,6 +5,7 @@
 
 mod certificates;
 mod database;
+mod http;
 mod private_postgres;
 
 use std::{net::SocketAddr, path::Path};
@@ -15,6 +16,7 @@ use users_server::{Application, Config, StartupError, tls::TlsFlags};
 
 pub use certificates::TestCertificates;
 pub use database::{Backend, POSTGRES_URL_VAR, TestDatabase, WriteLock};
+pub use http::{HttpResponse, http_get};
 pub use private_postgres::{POSTGRES_BINDIR_VAR, PrivatePostgres, StopMode};
 
 /// A running server with its own database, and a client connected to it.
@@ -26,6 +28,8 @@ pub struct TestApp {
     /// The URL clients connect to: `http://ADDR`, or `https://ADDR` over
     /// TLS.
     pub endpoint: String,
+    /// Where it serves `/metrics`, if its config asked for metrics.
+    pub metrics_addr: Option<SocketAddr>,
     /// A client connected to the server.
     pub client: UsersClient,
     server: Option<RunningServer>,
@@ -103,17 +107,18 @@ async fn spawn(
     let db = TestDatabase::create(backend).await;
     let mut config = Config::new(loopback_port_0(), db.url());
     configure(&mut config);
-    let (addr, server) = start(&config).await;
-    let endpoint = format!("{scheme}://{addr}");
+    let server = start(&config).await;
+    let endpoint = format!("{scheme}://{}", server.addr);
     let client = client(UsersClient::builder(&endpoint))
         .connect()
         .await
         .unwrap_or_else(|error| panic!("cannot connect to the test server: {error}"));
     TestApp {
-        addr,
+        addr: server.addr,
+        metrics_addr: server.metrics_addr,
         endpoint,
         client,
-        server: Some(server),
+        server: Some(server.running),
         db,
     }
 }
@@ -146,11 +151,20 @@ impl TestApp {
     /// port), with default settings (plaintext), as a redeploy would.
     pub async fn restart(&mut self) {
         self.stop().await;
-        let (addr, server) = start(&Config::new(loopback_port_0(), self.db.url())).await;
-        self.addr = addr;
-        self.endpoint = format!("http://{addr}");
+        let server = start(&Config::new(loopback_port_0(), self.db.url())).await;
+        self.addr = server.addr;
+        self.metrics_addr = server.metrics_addr;
+        self.endpoint = format!("http://{}", server.addr);
         self.client = connect(&self.endpoint).await;
-        self.server = Some(server);
+        self.server = Some(server.running);
+    }
+
+    /// The server's `/metrics` page. Panics if it serves no metrics.
+    pub async fn scrape_metrics(&self) -> String {
+        let addr = self.metrics_addr.expect("the server serves metrics");
+        let response = http_get(addr, "/metrics").await;
+        assert_eq!(response.status, 200, "{response:?}");
+        response.body
     }
 }
 
@@ -163,16 +177,28 @@ impl Drop for TestApp {
     }
 }
 
-async fn start(config: &Config) -> (SocketAddr, RunningServer) {
+/// A server just started, and where it listens.
+struct Started {
+    addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
+    running: RunningServer,
+}
+
+async fn start(config: &Config) -> Started {
     let app = Application::build(config)
         .await
         .unwrap_or_else(|error| panic!("server failed to start: {error}"));
     let addr = app.local_addr();
+    let metrics_addr = app.metrics_addr();
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(app.run_until(async {
         let _ = stopped.await;
     }));
-    (addr, RunningServer { stop, task })
+    Started {
+        addr,
+        metrics_addr,
+        running: RunningServer { stop, task },
+    }
 }
 
 async fn connect(endpoint: &str) -> UsersClient {
@@ -190,6 +216,6 @@ fn init_logs() {
     static LOGS: std::sync::OnceLock<users_server::telemetry::LogGuard> =
         std::sync::OnceLock::new();
     if std::env::var_os("TEST_LOG").is_some() {
-        LOGS.get_or_init(users_server::telemetry::init);
+        LOGS.get_or_init(|| users_server::telemetry::init(Default::default()));
     }
 }

@@ -17,6 +17,7 @@
 //! a concurrent transaction it runs again, whole ([`retry`]).
 
 pub mod error;
+mod metrics;
 pub mod migrations;
 mod pipelined;
 mod pool;
@@ -41,7 +42,7 @@ use futures_util::FutureExt;
 use self::{
     pipelined::PipelinedConnections,
     pool::ConnectionPool,
-    retry::{Retry, RetryPolicy},
+    retry::{Retry, RetryCounter, RetryPolicy},
     sqlite_writer::SqliteWriter,
 };
 
@@ -141,6 +142,8 @@ pub struct Database {
     pools: Pools,
     url: DatabaseUrl,
     retries: RetryPolicy,
+    /// Counts the retries, for the metrics.
+    retried: RetryCounter,
 }
 
 #[derive(Debug, Clone)]
@@ -189,6 +192,7 @@ impl Database {
             pools,
             url,
             retries: RetryPolicy::default(),
+            retried: RetryCounter::default(),
         })
     }
 
@@ -266,7 +270,7 @@ impl Database {
         work: impl for<'c> UnitOfWork<'c, R>,
     ) -> Result<R, DbError> {
         self.retries
-            .run(Retry::ConflictsAndLostConnections, || {
+            .run(Retry::ConflictsAndLostConnections, &self.retried, || {
                 self.run_read_once(boundary, work.clone())
             })
             .await
@@ -301,7 +305,7 @@ impl Database {
         work: impl for<'c> UnitOfWork<'c, R> + 'static,
     ) -> Result<R, DbError> {
         self.retries
-            .run(Retry::Conflicts, || {
+            .run(Retry::Conflicts, &self.retried, || {
                 self.run_write_once(boundary, work.clone())
             })
             .await

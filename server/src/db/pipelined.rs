@@ -115,6 +115,22 @@ impl PipelinedConnections {
     }
 }
 
+/// Metrics, read when scraped.
+impl PipelinedConnections {
+    /// Connections open now.
+    pub fn open(&self) -> usize {
+        self.slots
+            .iter()
+            .filter(|slot| slot.live().is_some())
+            .count()
+    }
+
+    /// Turns taken now: statements in flight, or about to be.
+    pub fn turns_in_use(&self) -> usize {
+        (self.slots.len() * PIPELINE_DEPTH).saturating_sub(self.turns.available_permits())
+    }
+}
+
 impl Lent<'_> {
     /// Reports how the statement went: after a connection failure the
     /// connection is dropped, and the next call on its slot reconnects.
@@ -147,14 +163,9 @@ impl Slot {
 
 impl std::fmt::Debug for PipelinedConnections {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let open = self
-            .slots
-            .iter()
-            .filter(|slot| slot.live().is_some())
-            .count();
         f.debug_struct("PipelinedConnections")
             .field("size", &self.slots.len())
-            .field("open", &open)
+            .field("open", &self.open())
             .finish()
     }
 }

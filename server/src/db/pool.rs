@@ -1,7 +1,13 @@
 //! [`ConnectionPool`]: a bb8 pool that gives up as soon as the database
 //! refuses connections.
 
-use std::fmt;
+use std::{
+    fmt,
+    sync::{
+        Arc,
+        atomic::{AtomicU32, Ordering},
+    },
+};
 
 use bb8::{ManageConnection, Pool, PooledConnection};
 use diesel_async::pooled_connection::{AsyncDieselConnectionManager, PoolError};
@@ -23,6 +29,20 @@ where
 {
     pool: Pool<AsyncDieselConnectionManager<C>>,
     connect_failures: broadcast::Sender<()>,
+    /// Callers inside [`get`](Self::get), for the metrics: bb8 does not
+    /// say how many wait.
+    waiting: Arc<AtomicU32>,
+}
+
+/// What a [`ConnectionPool`] holds, at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolReading {
+    /// Connections open.
+    pub open: u32,
+    /// Connections lent to a unit of work.
+    pub in_use: u32,
+    /// Callers waiting for a connection.
+    pub waiting: u32,
 }
 
 impl<C: 'static> ConnectionPool<C>
@@ -52,6 +72,17 @@ where
         Self {
             pool,
             connect_failures,
+            waiting: Arc::default(),
+        }
+    }
+
+    /// What the pool holds now.
+    pub fn reading(&self) -> PoolReading {
+        let state = self.pool.state();
+        PoolReading {
+            open: state.connections,
+            in_use: state.connections.saturating_sub(state.idle_connections),
+            waiting: self.waiting.load(Ordering::Relaxed),
         }
     }
 
@@ -61,6 +92,7 @@ where
     pub async fn get(
         &self,
     ) -> Result<PooledConnection<'_, AsyncDieselConnectionManager<C>>, DbError> {
+        let _waiting = Waiting::enter(&self.waiting);
         let mut failures = self.connect_failures.subscribe();
         tokio::select! {
             connection = self.pool.get() => connection.map_err(|error| match error {
@@ -82,6 +114,7 @@ where
         Self {
             pool: self.pool.clone(),
             connect_failures: self.connect_failures.clone(),
+            waiting: Arc::clone(&self.waiting),
         }
     }
 }
@@ -94,6 +127,23 @@ where
         f.debug_struct("ConnectionPool")
             .field("state", &self.pool.state())
             .finish()
+    }
+}
+
+/// Counts a caller as waiting until dropped, however `get` ends (a
+/// connection, an error, or the caller giving up).
+struct Waiting<'a>(&'a AtomicU32);
+
+impl<'a> Waiting<'a> {
+    fn enter(count: &'a AtomicU32) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Self(count)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -10,6 +10,11 @@
 
 use std::{future::Future, time::Duration};
 
+use prometheus_client::{
+    encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder},
+    metrics::{counter::Counter, family::Family},
+    registry::Registry,
+};
 use rand::Rng;
 use tokio::time::Instant;
 
@@ -34,7 +39,8 @@ fn deadline() -> Option<Instant> {
     DEADLINE.try_with(|deadline| *deadline).ok()
 }
 
-/// The granularity of tokio's timers.
+/// How late a sleep may wake: tokio's timers fire on millisecond ticks,
+/// so a backoff that would end just before the deadline can end on it.
 const TIMER_TICK: Duration = Duration::from_millis(1);
 
 /// How often, and how patiently, a unit of work is run again.
@@ -78,15 +84,88 @@ impl Retry {
     }
 }
 
+/// `users_db_transaction_retries_total{reason}`: units of work run again,
+/// by why. Cheap to clone: clones count together.
+#[derive(Debug, Clone)]
+pub struct RetryCounter(Family<ReasonLabel, Counter>);
+
+impl Default for RetryCounter {
+    /// Every reason's series, at 0: a series that appears only with the
+    /// first retry would hide its rate's start from `rate()`, and from
+    /// dashboards until then.
+    fn default() -> Self {
+        let family = Family::default();
+        for reason in [Reason::Conflict, Reason::Busy, Reason::ConnectionLost] {
+            drop(family.get_or_create(&ReasonLabel { reason }));
+        }
+        Self(family)
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: Reason,
+}
+
+/// Why a unit of work was run again.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
+enum Reason {
+    /// It lost a conflict with a concurrent transaction (40001, 40P01).
+    Conflict,
+    /// SQLite was locked by another writer.
+    Busy,
+    /// Its connection broke (units that only read).
+    ConnectionLost,
+}
+
+impl RetryCounter {
+    /// Adds the counters to `registry`.
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "users_db_transaction_retries",
+            "Units of work run again after a conflict, a locked SQLite or a lost connection, by reason",
+            self.0.clone(),
+        );
+    }
+
+    fn count(&self, error: &DbError) {
+        let reason = if error.is_conflict() {
+            Reason::Conflict
+        } else if error.is_busy() {
+            Reason::Busy
+        } else {
+            Reason::ConnectionLost
+        };
+        self.0.get_or_create(&ReasonLabel { reason }).inc();
+    }
+}
+
+impl EncodeLabelValue for Reason {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        let name = match self {
+            Self::Conflict => "conflict",
+            Self::Busy => "busy",
+            Self::ConnectionLost => "connection_lost",
+        };
+        EncodeLabelValue::encode(&name, encoder)
+    }
+}
+
 impl RetryPolicy {
     /// Runs `attempt` until it succeeds, fails with an error `retry` does
     /// not cover, runs out of attempts, or would have to wait past the
-    /// caller's deadline; returns the last result.
+    /// caller's deadline; returns the last result. Each run again is
+    /// counted in `retried`.
     ///
     /// Waits are "full jitter" (AWS Architecture Blog, "Exponential Backoff
     /// and Jitter"): a random time up to the exponential bound, so that the
     /// transactions that just collided do not collide again.
-    pub async fn run<R, F, Fut>(&self, retry: Retry, mut attempt: F) -> Result<R, DbError>
+    pub async fn run<R, F, Fut>(
+        &self,
+        retry: Retry,
+        retried: &RetryCounter,
+        mut attempt: F,
+    ) -> Result<R, DbError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<R, DbError>>,
@@ -101,10 +180,8 @@ impl RetryPolicy {
                 return Err(error);
             }
             let backoff = self.backoff(attempts);
-            // Timers fire on millisecond ticks: a wait may end up to one
-            // later than asked.
-            if deadline().is_some_and(|deadline| Instant::now() + backoff + TIMER_TICK >= deadline)
-            {
+            let wakes = Instant::now() + backoff + TIMER_TICK;
+            if deadline().is_some_and(|deadline| wakes >= deadline) {
                 return Err(error);
             }
             tracing::info!(
@@ -113,6 +190,7 @@ impl RetryPolicy {
                 %error,
                 "transaction failed, running it again"
             );
+            retried.count(&error);
             tokio::time::sleep(backoff).await;
             attempts += 1;
         }
@@ -160,7 +238,7 @@ mod tests {
     ) -> (Result<(), DbError>, u32) {
         let runs = AtomicU32::new(0);
         let result = policy
-            .run(retry, || {
+            .run(retry, &RetryCounter::default(), || {
                 let run = runs.fetch_add(1, Ordering::Relaxed) as usize;
                 let outcome = errors.get(run).map_or(Ok(()), |error| Err(error()));
                 std::future::ready(outcome)
@@ -222,6 +300,33 @@ mod tests {
         assert!(result.unwrap_err().is_conflict());
         assert!(Instant::now() < deadline, "gave up before the deadline");
         assert!(runs >= 5, "retried while there was time: {runs} runs");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn each_run_again_is_counted_by_its_reason() {
+        let retried = RetryCounter::default();
+        let mut registry = Registry::default();
+        retried.register(&mut registry);
+        let errors = [conflict, conflict, lost];
+        let runs = AtomicU32::new(0);
+        RetryPolicy::default()
+            .run(Retry::ConflictsAndLostConnections, &retried, || {
+                let run = runs.fetch_add(1, Ordering::Relaxed) as usize;
+                std::future::ready(errors.get(run).map_or(Ok(()), |error| Err(error())))
+            })
+            .await
+            .unwrap();
+
+        let mut text = String::new();
+        prometheus_client::encoding::prometheus_text::encode(&mut text, &registry).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        for expected in [
+            r#"users_db_transaction_retries_total{reason="conflict"} 2"#,
+            r#"users_db_transaction_retries_total{reason="connection_lost"} 1"#,
+            r#"users_db_transaction_retries_total{reason="busy"} 0"#,
+        ] {
+            assert!(lines.contains(&expected), "{expected} not in\n{text}");
+        }
     }
 
     #[test]

@@ -84,6 +84,12 @@ impl SqliteWriter {
         Ok(Self { queue, timeout })
     }
 
+    /// Units queued now, waiting for the writer to take them (the group it
+    /// is running is not counted).
+    pub fn queued(&self) -> usize {
+        QUEUE_CAPACITY.saturating_sub(self.queue.capacity())
+    }
+
     /// Runs `work` on the writer, with `boundary` as its transaction, and
     /// returns its result once the group it ran in has committed.
     pub async fn run<R, W>(&self, boundary: Boundary, work: W) -> Result<R, DbError>

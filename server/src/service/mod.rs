@@ -3,21 +3,31 @@
 //! transaction, and converts the result back to wire types.
 
 mod deadline;
+mod request_id;
 mod users;
 
 use std::{future::Future, time::Instant};
 
 use tonic::{Code, Request, Response, Status};
+use tracing::Instrument;
 
 pub use users::{UsersService, forget_expired_request_ids};
 
+use self::request_id::{Origin, RequestId};
 use crate::db::retry;
+use crate::metrics::RpcMetrics;
 
 /// Runs one RPC: hands the request's message to `handler`, within the
 /// caller's deadline (retries never wait past it), maps its error to a
 /// status (the one place that happens, [`ApiError`](crate::error::ApiError)),
-/// and logs one line with the method, the status code and the latency.
+/// logs one line with the status code and the latency, and counts the call
+/// in `metrics`.
+///
+/// Every log line of the call, the database's included, is inside a `call`
+/// span that names the method and the call's [`RequestId`], which goes back
+/// to the caller as `x-request-id`, with the response or the error.
 async fn rpc<M, T, Fut>(
+    metrics: &RpcMetrics,
     method: &'static str,
     request: Request<M>,
     handler: impl FnOnce(M) -> Fut,
@@ -27,16 +37,37 @@ where
 {
     let started = Instant::now();
     let deadline = deadline::call_deadline(request.metadata());
-    let result = retry::with_deadline(deadline, handler(request.into_inner()))
-        .await
-        .map(Response::new)
-        .map_err(Status::from);
-    let code = result.as_ref().map_or_else(Status::code, |_| Code::Ok);
-    tracing::info!(
-        method,
-        code = ?code,
-        latency_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
-        "rpc"
-    );
+    let (request_id, origin) = RequestId::of_call(request.metadata());
+    let span = tracing::info_span!("call", method, request_id = request_id.as_str());
+    let mut result = async {
+        if origin == Origin::Replaced {
+            tracing::warn!(
+                "x-request-id replaced: not 1 to {} printable ASCII characters",
+                request_id::MAX_LEN
+            );
+        }
+        // Called inside the span: a handler that returns a stream (ExportUsers)
+        // takes the span along to the stream's own database work.
+        let work = handler(request.into_inner());
+        let result = retry::with_deadline(deadline, work)
+            .await
+            .map(Response::new)
+            .map_err(Status::from);
+        let code = result.as_ref().map_or_else(Status::code, |_| Code::Ok);
+        let latency = started.elapsed();
+        metrics.record(method, code, latency);
+        tracing::info!(
+            code = ?code,
+            latency_us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX),
+            "rpc"
+        );
+        result
+    }
+    .instrument(span)
+    .await;
+    match &mut result {
+        Ok(response) => request_id.echo(response.metadata_mut()),
+        Err(status) => request_id.echo(status.metadata_mut()),
+    }
     result
 }

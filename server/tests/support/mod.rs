@@ -80,8 +80,8 @@ pub fn start_with(mut command: Command, args: &[&str]) -> Running {
         let line = log
             .recv_timeout(Duration::from_secs(30))
             .expect("the server logs where it serves");
-        if let Some((_, rest)) = line.split_once("addr=") {
-            break rest.split_whitespace().next().unwrap().to_owned();
+        if let Some(addr) = served_addr(&line) {
+            break addr;
         }
     };
     Running {
@@ -90,6 +90,16 @@ pub fn start_with(mut command: Command, args: &[&str]) -> Running {
         log,
         dir,
     }
+}
+
+/// Where the server says it serves, from its start-up line in either log
+/// format: `addr=127.0.0.1:PORT` (text) or `"addr":"127.0.0.1:PORT"` (JSON).
+fn served_addr(line: &str) -> Option<String> {
+    let (_, rest) = line
+        .split_once("addr=")
+        .or_else(|| line.split_once(r#""addr":""#))?;
+    let end = rest.find([' ', '"']).unwrap_or(rest.len());
+    Some(rest[..end].to_owned())
 }
 
 impl Running {

@@ -5,6 +5,7 @@ use std::{pin::Pin, time::Instant};
 
 use futures_util::{Stream, StreamExt, stream};
 use tonic::Status;
+use tracing::Instrument;
 use users_client::pb;
 
 use super::UsersService;
@@ -93,6 +94,10 @@ impl UsersService {
     /// the stream is polled for it, which tonic does only as fast as HTTP/2
     /// flow control lets it send. So a slow reader holds at most a chunk in
     /// the server, however large the export.
+    ///
+    /// The stream is polled after the handler has returned, outside the
+    /// call's span: each chunk's read enters it again, so that its log
+    /// lines carry the call's request id.
     pub(super) fn export_users_inner(
         &self,
         request: pb::FindUsersRequest,
@@ -100,8 +105,10 @@ impl UsersService {
         let listing = Listing::parse(request)?;
         let db = self.db.clone();
         let started = Instant::now();
+        let call = tracing::Span::current();
         let chunks = stream::unfold(Some((listing, 0_u64)), move |state| {
             let db = db.clone();
+            let call = call.clone();
             async move {
                 let (mut listing, sent) = state?;
                 match listing.read(&db, EXPORT_CHUNK).await {
@@ -127,6 +134,7 @@ impl UsersService {
                     }
                 }
             }
+            .instrument(call)
         });
         Ok(Box::pin(chunks.flat_map(stream::iter)))
     }

@@ -17,6 +17,7 @@ use users_client::pb::{self, user_service_server::UserService};
 
 use super::rpc;
 use crate::db::Database;
+use crate::metrics::RpcMetrics;
 
 pub use create::forget_expired_request_ids;
 
@@ -26,13 +27,25 @@ pub struct UsersService {
     db: Database,
     /// How long a create's request id is remembered.
     request_id_ttl: Duration,
+    /// Where calls are counted.
+    metrics: RpcMetrics,
 }
 
 impl UsersService {
     /// Serves users stored in `db`, remembering request ids for
     /// `request_id_ttl`.
     pub fn new(db: Database, request_id_ttl: Duration) -> Self {
-        Self { db, request_id_ttl }
+        Self {
+            db,
+            request_id_ttl,
+            metrics: RpcMetrics::default(),
+        }
+    }
+
+    /// Counts calls in `metrics` (by default, in metrics of its own that
+    /// nobody reads).
+    pub fn with_metrics(self, metrics: RpcMetrics) -> Self {
+        Self { metrics, ..self }
     }
 }
 
@@ -42,7 +55,7 @@ impl UserService for UsersService {
         &self,
         request: Request<pb::CreateUserRequest>,
     ) -> Result<Response<pb::CreateUserResponse>, Status> {
-        rpc("CreateUser", request, |message| {
+        rpc(&self.metrics, "CreateUser", request, |message| {
             self.create_user_inner(message)
         })
         .await
@@ -52,7 +65,7 @@ impl UserService for UsersService {
         &self,
         request: Request<pb::FindUsersRequest>,
     ) -> Result<Response<pb::FindUsersResponse>, Status> {
-        rpc("FindUsers", request, |message| {
+        rpc(&self.metrics, "FindUsers", request, |message| {
             self.find_users_inner(message)
         })
         .await
@@ -62,14 +75,17 @@ impl UserService for UsersService {
         &self,
         request: Request<pb::GetUserRequest>,
     ) -> Result<Response<pb::GetUserResponse>, Status> {
-        rpc("GetUser", request, |message| self.get_user_inner(message)).await
+        rpc(&self.metrics, "GetUser", request, |message| {
+            self.get_user_inner(message)
+        })
+        .await
     }
 
     async fn update_user(
         &self,
         request: Request<pb::UpdateUserRequest>,
     ) -> Result<Response<pb::UpdateUserResponse>, Status> {
-        rpc("UpdateUser", request, |message| {
+        rpc(&self.metrics, "UpdateUser", request, |message| {
             self.update_user_inner(message)
         })
         .await
@@ -79,7 +95,7 @@ impl UserService for UsersService {
         &self,
         request: Request<pb::DeleteUserRequest>,
     ) -> Result<Response<pb::DeleteUserResponse>, Status> {
-        rpc("DeleteUser", request, |message| {
+        rpc(&self.metrics, "DeleteUser", request, |message| {
             self.delete_user_inner(message)
         })
         .await
@@ -89,7 +105,7 @@ impl UserService for UsersService {
         &self,
         request: Request<pb::BatchCreateUsersRequest>,
     ) -> Result<Response<pb::BatchCreateUsersResponse>, Status> {
-        rpc("BatchCreateUsers", request, |message| {
+        rpc(&self.metrics, "BatchCreateUsers", request, |message| {
             self.batch_create_users_inner(message)
         })
         .await
@@ -101,7 +117,7 @@ impl UserService for UsersService {
         &self,
         request: Request<pb::FindUsersRequest>,
     ) -> Result<Response<Self::ExportUsersStream>, Status> {
-        rpc("ExportUsers", request, |message| {
+        rpc(&self.metrics, "ExportUsers", request, |message| {
             std::future::ready(self.export_users_inner(message))
         })
         .await

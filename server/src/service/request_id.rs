@@ -1,0 +1,125 @@
+//! [`RequestId`]: what ties together the log lines of one call, and what
+//! the caller gets back to quote when it reports a problem.
+//!
+//! Not to be confused with CreateUser's `request_id` field, which makes a
+//! create safe to retry: this one is metadata, on every call, and only
+//! ever logged.
+
+use tonic::metadata::{AsciiMetadataValue, MetadataMap};
+
+/// The metadata key, in requests and in responses.
+pub const KEY: &str = "x-request-id";
+
+/// The longest id taken from a caller: enough for any UUID, trace id or
+/// ULID, short enough to repeat on every log line of the call.
+pub const MAX_LEN: usize = 128;
+
+/// A call's request id: the caller's, or one made up here.
+#[derive(Debug, Clone)]
+pub struct RequestId(AsciiMetadataValue);
+
+/// Where a call's [`RequestId`] came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// The caller sent it.
+    Caller,
+    /// The caller sent none: a new UUID.
+    Generated,
+    /// The caller sent one we would not repeat in the logs (empty, too
+    /// long, or not printable ASCII without spaces): a new UUID instead.
+    Replaced,
+}
+
+impl RequestId {
+    /// The caller's `x-request-id` if it is sane, else a new UUID.
+    pub fn of_call(metadata: &MetadataMap) -> (Self, Origin) {
+        match metadata.get(KEY) {
+            Some(given) if is_sane(given.as_encoded_bytes()) => {
+                (Self(given.clone()), Origin::Caller)
+            }
+            Some(_) => (Self::generate(), Origin::Replaced),
+            None => (Self::generate(), Origin::Generated),
+        }
+    }
+
+    fn generate() -> Self {
+        let mut text = uuid::Uuid::encode_buffer();
+        let text = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut text);
+        Self(AsciiMetadataValue::try_from(&*text).expect("a UUID is ASCII"))
+    }
+
+    /// The id, for the logs.
+    pub fn as_str(&self) -> &str {
+        // Sane ids and UUIDs are visible ASCII, which `to_str` accepts.
+        self.0.to_str().unwrap_or_default()
+    }
+
+    /// Sends the id back with the response (or the error status).
+    pub fn echo(&self, metadata: &mut MetadataMap) {
+        metadata.insert(KEY, self.0.clone());
+    }
+}
+
+/// 1 to [`MAX_LEN`] visible ASCII characters: safe to print on any log
+/// line, in text or JSON, without escaping surprises.
+fn is_sane(id: &[u8]) -> bool {
+    (1..=MAX_LEN).contains(&id.len()) && id.iter().all(u8::is_ascii_graphic)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn metadata_with(id: &str) -> MetadataMap {
+        let mut metadata = MetadataMap::new();
+        metadata.insert(KEY, id.parse().unwrap());
+        metadata
+    }
+
+    #[test]
+    fn the_callers_id_is_kept() {
+        let (id, origin) = RequestId::of_call(&metadata_with("req-42/abc"));
+        assert_eq!((id.as_str(), origin), ("req-42/abc", Origin::Caller));
+    }
+
+    #[test]
+    fn without_one_a_uuid_is_generated() {
+        let (id, origin) = RequestId::of_call(&MetadataMap::new());
+        assert_eq!(origin, Origin::Generated);
+        assert!(
+            uuid::Uuid::parse_str(id.as_str()).is_ok(),
+            "{}",
+            id.as_str()
+        );
+    }
+
+    #[test]
+    fn an_unprintable_or_overlong_id_is_replaced_by_a_uuid() {
+        let too_long = "x".repeat(MAX_LEN + 1);
+        for given in ["", "has space", "tab\there", &too_long] {
+            let (id, origin) = RequestId::of_call(&metadata_with(given));
+            assert_eq!(origin, Origin::Replaced, "{given:?}");
+            assert!(uuid::Uuid::parse_str(id.as_str()).is_ok());
+        }
+        let mut not_ascii = MetadataMap::new();
+        not_ascii.insert(
+            KEY,
+            AsciiMetadataValue::try_from(&b"caf\xc3\xa9"[..]).unwrap(),
+        );
+        assert_eq!(RequestId::of_call(&not_ascii).1, Origin::Replaced);
+
+        let longest = "x".repeat(MAX_LEN);
+        assert_eq!(
+            RequestId::of_call(&metadata_with(&longest)).1,
+            Origin::Caller
+        );
+    }
+
+    #[test]
+    fn the_id_is_echoed_under_its_key() {
+        let (id, _) = RequestId::of_call(&metadata_with("abc"));
+        let mut response = MetadataMap::new();
+        id.echo(&mut response);
+        assert_eq!(response.get(KEY).unwrap(), "abc");
+    }
+}

@@ -1,0 +1,143 @@
+//! `--metrics-listen`: calls by method and code, their latency, and the
+//! database pools, in the Prometheus text format at `/metrics`.
+
+use std::net::SocketAddr;
+
+use users_client::ClientError;
+use users_tests::{Backend, TestApp, http_get, spawn_app_with};
+
+on_every_backend!(
+    calls_are_counted_by_method_and_code_and_timed,
+    the_pools_are_read_when_scraped,
+    only_metrics_is_served,
+);
+
+async fn spawn_app_with_metrics(backend: Backend) -> TestApp {
+    spawn_app_with(backend, |config| {
+        config.metrics_listen = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
+    })
+    .await
+}
+
+/// The value of the sample `series` (`name{labels}`, exactly as printed).
+fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics.lines().find_map(|line| {
+        let (name, value) = line.rsplit_once(' ')?;
+        (name == series).then(|| value.parse().unwrap())
+    })
+}
+
+fn assert_sample(metrics: &str, series: &str, expected: f64) {
+    assert_eq!(
+        sample(metrics, series),
+        Some(expected),
+        "{series} in\n{metrics}"
+    );
+}
+
+async fn calls_are_counted_by_method_and_code_and_timed(backend: Backend) {
+    let app = spawn_app_with_metrics(backend).await;
+    let ada = app.client.create_user("Ada").await.unwrap();
+    app.client.create_user("Grace").await.unwrap();
+    app.client.get_user(ada.id).await.unwrap();
+    let missing = app.client.get_user(ada.id + 100).await.unwrap_err();
+    assert!(matches!(missing, ClientError::NotFound(_)), "{missing}");
+    let invalid = app.client.create_user("").await.unwrap_err();
+    assert!(
+        matches!(invalid, ClientError::InvalidArgument(_)),
+        "{invalid}"
+    );
+
+    let metrics = app.scrape_metrics().await;
+    let requests = |method: &str, code: &str| {
+        format!(r#"users_rpc_requests_total{{method="{method}",code="{code}"}}"#)
+    };
+    assert_sample(&metrics, &requests("CreateUser", "OK"), 2.0);
+    assert_sample(&metrics, &requests("CreateUser", "INVALID_ARGUMENT"), 1.0);
+    assert_sample(&metrics, &requests("GetUser", "OK"), 1.0);
+    assert_sample(&metrics, &requests("GetUser", "NOT_FOUND"), 1.0);
+    assert_eq!(sample(&metrics, &requests("FindUsers", "OK")), None);
+
+    assert_sample(
+        &metrics,
+        r#"users_rpc_duration_seconds_count{method="CreateUser"}"#,
+        3.0,
+    );
+    assert_sample(
+        &metrics,
+        r#"users_rpc_duration_seconds_count{method="GetUser"}"#,
+        2.0,
+    );
+    // Every call took less than the last bucket's 5 s.
+    assert_sample(
+        &metrics,
+        r#"users_rpc_duration_seconds_bucket{method="GetUser",le="5"}"#,
+        2.0,
+    );
+    let sum = sample(
+        &metrics,
+        r#"users_rpc_duration_seconds_sum{method="GetUser"}"#,
+    )
+    .expect("a latency sum");
+    assert!(sum > 0.0 && sum < 10.0, "{sum}");
+}
+
+async fn the_pools_are_read_when_scraped(backend: Backend) {
+    let app = spawn_app_with_metrics(backend).await;
+    let ada = app.client.create_user("Ada").await.unwrap();
+    app.client.get_user(ada.id).await.unwrap();
+
+    let metrics = app.scrape_metrics().await;
+    // Nothing in flight between calls: no connection lent, nobody waiting.
+    match backend {
+        Backend::Postgres => {
+            let open = sample(&metrics, r#"users_db_connections{pool="pipelined"}"#)
+                .expect("pipelined connections");
+            assert!(open >= 1.0, "the calls opened one: {open}");
+            assert!(sample(&metrics, r#"users_db_connections{pool="exclusive"}"#).is_some());
+            assert_sample(
+                &metrics,
+                r#"users_db_connections_in_use{pool="exclusive"}"#,
+                0.0,
+            );
+            assert_sample(&metrics, r#"users_db_pool_waiting{pool="exclusive"}"#, 0.0);
+            assert_sample(&metrics, "users_db_pipelined_turns_in_use", 0.0);
+        }
+        Backend::Sqlite => {
+            let open = sample(&metrics, r#"users_db_connections{pool="readers"}"#)
+                .expect("reader connections");
+            assert!(open >= 1.0, "GetUser opened one: {open}");
+            assert_sample(
+                &metrics,
+                r#"users_db_connections_in_use{pool="readers"}"#,
+                0.0,
+            );
+            assert_sample(&metrics, r#"users_db_pool_waiting{pool="readers"}"#, 0.0);
+            assert_sample(&metrics, "users_db_sqlite_writer_queue", 0.0);
+        }
+    }
+    // No retry yet, but every reason's series is there, at 0.
+    for reason in ["conflict", "busy", "connection_lost"] {
+        assert_sample(
+            &metrics,
+            &format!(r#"users_db_transaction_retries_total{{reason="{reason}"}}"#),
+            0.0,
+        );
+    }
+}
+
+async fn only_metrics_is_served(backend: Backend) {
+    let app = spawn_app_with_metrics(backend).await;
+    let addr = app.metrics_addr.unwrap();
+    let page = http_get(addr, "/metrics").await;
+    assert_eq!(page.status, 200);
+    assert!(
+        page.headers
+            .to_ascii_lowercase()
+            .contains("content-type: text/plain; version=0.0.4"),
+        "{page:?}"
+    );
+    for elsewhere in ["/", "/metrics/x", "/health"] {
+        assert_eq!(http_get(addr, elsewhere).await.status, 404, "{elsewhere}");
+    }
+}
