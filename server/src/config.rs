@@ -125,6 +125,13 @@ pub struct Config {
           value_parser = humantime::parse_duration)]
     pub max_call_wait: Duration,
 
+    /// How long a call may take when its caller set no deadline
+    /// (`grpc-timeout`); past it, or past the caller's deadline, the call
+    /// ends with DEADLINE_EXCEEDED and its database work is cancelled.
+    #[arg(long, env = "USERS_DEFAULT_TIMEOUT", default_value = "30s",
+          value_parser = parse_positive_duration)]
+    pub default_timeout: Duration,
+
     /// Do not apply pending migrations at start-up; refuse to start if the
     /// schema is behind instead.
     #[arg(long, env = "USERS_SKIP_MIGRATIONS")]
@@ -178,6 +185,7 @@ impl Config {
             auth_tokens_file: None,
             auth_all: false,
             grpc_web: false,
+            default_timeout: Duration::from_secs(30),
             max_concurrent_calls: 1024,
             max_call_wait: Duration::from_millis(100),
             cors_allow_origins: Vec::new(),

@@ -51,6 +51,10 @@ pub enum ApiError {
         /// The id.
         request_id: String,
     },
+    /// The call ran out of time (its caller's deadline, or the server's
+    /// `--default-timeout`).
+    #[error("the call did not finish before its deadline")]
+    DeadlineExceeded,
     /// The call's transaction kept conflicting with concurrent ones, and
     /// ran out of retries or of time; the caller may try it again.
     #[error("transaction conflict: {0}")]
@@ -139,6 +143,14 @@ impl From<ApiError> for Status {
                 "TOO_MANY_CALLS",
                 format!("{error}; retry with backoff"),
                 HashMap::from([("max_concurrent_calls".to_owned(), max.to_string())]),
+            ),
+            ApiError::DeadlineExceeded => (
+                Code::DeadlineExceeded,
+                "DEADLINE_EXCEEDED",
+                "the call did not finish before its deadline; as with any gRPC call, \
+                 it may or may not have been applied"
+                    .to_owned(),
+                HashMap::new(),
             ),
             ApiError::Conflict(source) => {
                 tracing::warn!(error = %source, "transaction conflict, retries exhausted");

@@ -22,7 +22,7 @@ use crate::db::{
 };
 use crate::health::Health;
 use crate::metrics::{MetricsEndpoint, RpcMetrics};
-use crate::service::{UsersService, forget_expired_request_ids};
+use crate::service::{UsersService, forget_expired_request_ids, stamp_arrival};
 use crate::telemetry;
 use crate::tls::{self, TlsError, TlsMode};
 use tower::Layer;
@@ -39,6 +39,7 @@ pub struct Application {
     request_id_ttl: Duration,
     health_check_interval: Duration,
     drain_timeout: Duration,
+    default_timeout: Duration,
     limits: Limits,
     /// Checks bearer tokens, if `--auth-tokens-file` is set.
     authenticator: Option<Authenticator>,
@@ -209,6 +210,7 @@ impl Application {
             request_id_ttl: config.request_id_ttl,
             health_check_interval: config.health_check_interval,
             drain_timeout: config.drain_timeout,
+            default_timeout: config.default_timeout,
             limits: Limits::new(config),
             authenticator,
             auth_all: config.auth_all,
@@ -301,7 +303,9 @@ impl Application {
         let users_guard = Guard(self.authenticator.clone());
         let tools_guard = Guard(self.authenticator.filter(|_| self.auth_all));
         let users = UserServiceServer::new(
-            UsersService::new(self.db, self.request_id_ttl).with_metrics(rpc_metrics),
+            UsersService::new(self.db, self.request_id_ttl)
+                .with_metrics(rpc_metrics)
+                .with_default_timeout(self.default_timeout),
         )
         .max_decoding_message_size(self.limits.max_request_size);
         // CORS first: it answers browsers' preflight requests itself.
@@ -317,11 +321,15 @@ impl Application {
             .add_service(InterceptedService::new(health_service, tools_guard.clone()))
             .add_service(InterceptedService::new(reflection_v1, tools_guard.clone()))
             .add_service(InterceptedService::new(reflection_v1alpha, tools_guard))
-            // Authenticated first: a refused caller takes no turn.
+            // Arrival stamped first, so that waits count against the
+            // deadline; authenticated next: a refused caller takes no turn.
             .add_service(InterceptedService::new(
-                CallLimit::new(self.limits.max_concurrent_calls, self.limits.max_call_wait)
-                    .layer(users),
-                users_guard,
+                InterceptedService::new(
+                    CallLimit::new(self.limits.max_concurrent_calls, self.limits.max_call_wait)
+                        .layer(users),
+                    users_guard,
+                ),
+                stamp_arrival as fn(_) -> _,
             ))
             .serve_with_incoming_shutdown(incoming, stop_serving);
         let drain_timeout = self.drain_timeout;

@@ -33,6 +33,7 @@ mod auth;
 mod batch_create;
 mod change_user;
 mod create_user;
+mod deadlines;
 mod export;
 mod find_users;
 mod grpc_web;

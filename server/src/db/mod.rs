@@ -346,9 +346,12 @@ async fn run_postgres<R: Send>(
         }
         Boundary::Transaction => {
             let mut conn = exclusive.get().await?;
-            Ok(conn
+            let cancel = postgres::CancelOnDrop::new(conn.cancel_token());
+            let result = conn
                 .transaction(async move |conn| work(Tx::Postgres(conn)).await)
-                .await?)
+                .await;
+            cancel.disarm();
+            Ok(result?)
         }
     }
 }

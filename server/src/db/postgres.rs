@@ -108,3 +108,40 @@ fn with_causes(error: &tokio_postgres::Error) -> String {
     }
     text
 }
+
+/// Cancels whatever its connection is running if dropped before
+/// [`disarm`](Self::disarm): a unit of work dropped in the middle (its
+/// caller gave up, or its deadline passed) must not leave its statement
+/// running, holding locks, until it ends by itself. (The connection is
+/// then discarded, not pooled: diesel-async marks it broken.)
+#[allow(missing_debug_implementations)] // the token has none
+pub struct CancelOnDrop(Option<tokio_postgres::CancelToken>);
+
+impl CancelOnDrop {
+    /// Armed with `token`, the connection's.
+    pub fn new(token: tokio_postgres::CancelToken) -> Self {
+        Self(Some(token))
+    }
+
+    /// The unit ended: nothing to cancel.
+    pub fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        let (Some(token), Ok(runtime)) = (self.0.take(), tokio::runtime::Handle::try_current())
+        else {
+            return;
+        };
+        runtime.spawn(async move {
+            if let Err(error) = token.cancel_query(tokio_postgres::NoTls).await {
+                tracing::warn!(
+                    error = with_causes(&error),
+                    "cannot cancel an abandoned statement"
+                );
+            }
+        });
+    }
+}

@@ -1,16 +1,50 @@
-//! The caller's deadline, as gRPC sends it: the `grpc-timeout` header.
+//! A call's deadline: the caller's `grpc-timeout`, or the server's
+//! `--default-timeout`, counted from the call's arrival.
 
 use std::time::Duration;
 
 use tokio::time::Instant;
-use tonic::metadata::MetadataMap;
+use tonic::{Request, Status, metadata::MetadataMap};
 
-/// When the caller stops waiting, if it said: now plus its `grpc-timeout`.
-/// A malformed header counts as none (tonic itself refuses the call
-/// before it reaches a handler).
-pub fn call_deadline(metadata: &MetadataMap) -> Option<Instant> {
-    let timeout = parse_timeout(metadata.get("grpc-timeout")?.to_str().ok()?)?;
-    Instant::now().checked_add(timeout)
+/// When a call arrived, stamped by [`stamp_arrival`] before it waited for
+/// anything (a turn, its body).
+#[derive(Debug, Clone, Copy)]
+pub struct Arrival(Instant);
+
+/// An interceptor, outermost on the users service: stamps the call's
+/// [`Arrival`].
+pub fn stamp_arrival(mut request: Request<()>) -> Result<Request<()>, Status> {
+    request.extensions_mut().insert(Arrival(Instant::now()));
+    Ok(request)
+}
+
+/// How much sooner than tonic we end a call that ran out of time: tonic's
+/// own timer for `grpc-timeout` answers CANCELLED ("Timeout expired"), and
+/// a call past its deadline is DEADLINE_EXCEEDED. Ours, set a tick sooner,
+/// fires first.
+const BEFORE_TONIC: Duration = Duration::from_millis(1);
+
+/// When the call must end: its arrival plus the caller's `grpc-timeout`,
+/// or plus `default` if it sent none. A malformed header counts as none
+/// (tonic itself refuses such a call before it reaches a handler).
+pub fn call_deadline<T>(request: &Request<T>, default: Duration) -> Instant {
+    let arrival = request
+        .extensions()
+        .get::<Arrival>()
+        .map_or_else(Instant::now, |arrival| arrival.0);
+    let timeout = caller_timeout(request.metadata()).unwrap_or(default);
+    let timeout = timeout.saturating_sub(BEFORE_TONIC);
+    arrival.checked_add(timeout).unwrap_or_else(far_future)
+}
+
+/// The caller's `grpc-timeout`, if it sent one.
+fn caller_timeout(metadata: &MetadataMap) -> Option<Duration> {
+    parse_timeout(metadata.get("grpc-timeout")?.to_str().ok()?)
+}
+
+/// An instant no call lives to see.
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600)
 }
 
 /// `grpc-timeout`: at most 8 digits and a unit, `H`ours, `M`inutes,
@@ -57,12 +91,22 @@ mod tests {
     }
 
     #[test]
-    fn the_deadline_is_the_timeout_from_now() {
-        let mut metadata = MetadataMap::new();
-        metadata.insert("grpc-timeout", "1500m".parse().unwrap());
-        let deadline = call_deadline(&metadata).unwrap();
-        let left = deadline - Instant::now();
-        assert!(left <= Duration::from_millis(1500) && left > Duration::from_millis(1000));
-        assert_eq!(call_deadline(&MetadataMap::new()), None);
+    fn the_deadline_is_the_callers_timeout_or_the_default_from_arrival() {
+        let default = Duration::from_secs(30);
+        let mut request = Request::new(());
+        request
+            .metadata_mut()
+            .insert("grpc-timeout", "1500m".parse().unwrap());
+        let left = call_deadline(&request, default) - Instant::now();
+        assert!(left < Duration::from_millis(1500) && left > Duration::from_millis(1000));
+
+        let arrived = stamp_arrival(Request::new(())).unwrap();
+        let left = call_deadline(&arrived, default) - Instant::now();
+        assert!(left < default && left > default - Duration::from_secs(1));
+        let arrival = arrived.extensions().get::<Arrival>().unwrap().0;
+        assert_eq!(
+            call_deadline(&arrived, default),
+            arrival + default - BEFORE_TONIC
+        );
     }
 }

@@ -11,6 +11,7 @@ use std::{future::Future, time::Instant};
 use tonic::{Code, Request, Response, Status};
 use tracing::Instrument;
 
+pub use deadline::stamp_arrival;
 pub use users::{UsersService, forget_expired_request_ids};
 
 use self::request_id::{Origin, RequestId};
@@ -18,7 +19,8 @@ use crate::db::retry;
 use crate::metrics::RpcMetrics;
 
 /// Runs one RPC: hands the request's message to `handler`, within the
-/// caller's deadline (retries never wait past it), maps its error to a
+/// call's deadline (the caller's, or `default_timeout`: past it the call
+/// ends DEADLINE_EXCEEDED, and retries never wait past it), maps its error to a
 /// status (the one place that happens, [`ApiError`](crate::error::ApiError)),
 /// logs one line with the status code and the latency, and counts the call
 /// in `metrics`.
@@ -28,6 +30,7 @@ use crate::metrics::RpcMetrics;
 /// to the caller as `x-request-id`, with the response or the error.
 async fn rpc<M, T, Fut>(
     metrics: &RpcMetrics,
+    default_timeout: std::time::Duration,
     method: &'static str,
     request: Request<M>,
     handler: impl FnOnce(M) -> Fut,
@@ -36,7 +39,7 @@ where
     Fut: Future<Output = Result<T, crate::error::ApiError>>,
 {
     let started = Instant::now();
-    let deadline = deadline::call_deadline(request.metadata());
+    let deadline = deadline::call_deadline(&request, default_timeout);
     let (request_id, origin) = RequestId::of_call(request.metadata());
     let span = tracing::info_span!("call", method, request_id = request_id.as_str());
     let mut result = async {
@@ -49,8 +52,12 @@ where
         // Called inside the span: a handler that returns a stream (ExportUsers)
         // takes the span along to the stream's own database work.
         let work = handler(request.into_inner());
-        let result = retry::with_deadline(deadline, work)
+        // Past the deadline the handler is dropped, its transaction with it
+        // (rolled back, its statement cancelled: `db`).
+        let bounded = tokio::time::timeout_at(deadline, retry::with_deadline(Some(deadline), work));
+        let result = bounded
             .await
+            .unwrap_or(Err(crate::error::ApiError::DeadlineExceeded))
             .map(Response::new)
             .map_err(Status::from);
         let code = result.as_ref().map_or_else(Status::code, |_| Code::Ok);

@@ -29,6 +29,8 @@ pub struct UsersService {
     request_id_ttl: Duration,
     /// Where calls are counted.
     metrics: RpcMetrics,
+    /// How long a call may take when its caller set no deadline.
+    default_timeout: Duration,
 }
 
 impl UsersService {
@@ -39,6 +41,15 @@ impl UsersService {
             db,
             request_id_ttl,
             metrics: RpcMetrics::default(),
+            default_timeout: Duration::from_secs(30),
+        }
+    }
+
+    /// Ends calls without a deadline of their caller's after `timeout`.
+    pub fn with_default_timeout(self, timeout: Duration) -> Self {
+        Self {
+            default_timeout: timeout,
+            ..self
         }
     }
 
@@ -55,9 +66,13 @@ impl UserService for UsersService {
         &self,
         request: Request<pb::CreateUserRequest>,
     ) -> Result<Response<pb::CreateUserResponse>, Status> {
-        rpc(&self.metrics, "CreateUser", request, |message| {
-            self.create_user_inner(message)
-        })
+        rpc(
+            &self.metrics,
+            self.default_timeout,
+            "CreateUser",
+            request,
+            |message| self.create_user_inner(message),
+        )
         .await
     }
 
@@ -65,9 +80,13 @@ impl UserService for UsersService {
         &self,
         request: Request<pb::FindUsersRequest>,
     ) -> Result<Response<pb::FindUsersResponse>, Status> {
-        rpc(&self.metrics, "FindUsers", request, |message| {
-            self.find_users_inner(message)
-        })
+        rpc(
+            &self.metrics,
+            self.default_timeout,
+            "FindUsers",
+            request,
+            |message| self.find_users_inner(message),
+        )
         .await
     }
 
@@ -75,9 +94,13 @@ impl UserService for UsersService {
         &self,
         request: Request<pb::GetUserRequest>,
     ) -> Result<Response<pb::GetUserResponse>, Status> {
-        rpc(&self.metrics, "GetUser", request, |message| {
-            self.get_user_inner(message)
-        })
+        rpc(
+            &self.metrics,
+            self.default_timeout,
+            "GetUser",
+            request,
+            |message| self.get_user_inner(message),
+        )
         .await
     }
 
@@ -85,9 +108,13 @@ impl UserService for UsersService {
         &self,
         request: Request<pb::UpdateUserRequest>,
     ) -> Result<Response<pb::UpdateUserResponse>, Status> {
-        rpc(&self.metrics, "UpdateUser", request, |message| {
-            self.update_user_inner(message)
-        })
+        rpc(
+            &self.metrics,
+            self.default_timeout,
+            "UpdateUser",
+            request,
+            |message| self.update_user_inner(message),
+        )
         .await
     }
 
@@ -95,9 +122,13 @@ impl UserService for UsersService {
         &self,
         request: Request<pb::DeleteUserRequest>,
     ) -> Result<Response<pb::DeleteUserResponse>, Status> {
-        rpc(&self.metrics, "DeleteUser", request, |message| {
-            self.delete_user_inner(message)
-        })
+        rpc(
+            &self.metrics,
+            self.default_timeout,
+            "DeleteUser",
+            request,
+            |message| self.delete_user_inner(message),
+        )
         .await
     }
 
@@ -105,9 +136,13 @@ impl UserService for UsersService {
         &self,
         request: Request<pb::BatchCreateUsersRequest>,
     ) -> Result<Response<pb::BatchCreateUsersResponse>, Status> {
-        rpc(&self.metrics, "BatchCreateUsers", request, |message| {
-            self.batch_create_users_inner(message)
-        })
+        rpc(
+            &self.metrics,
+            self.default_timeout,
+            "BatchCreateUsers",
+            request,
+            |message| self.batch_create_users_inner(message),
+        )
         .await
     }
 
@@ -117,9 +152,13 @@ impl UserService for UsersService {
         &self,
         request: Request<pb::FindUsersRequest>,
     ) -> Result<Response<Self::ExportUsersStream>, Status> {
-        rpc(&self.metrics, "ExportUsers", request, |message| {
-            std::future::ready(self.export_users_inner(message))
-        })
+        rpc(
+            &self.metrics,
+            self.default_timeout,
+            "ExportUsers",
+            request,
+            |message| std::future::ready(self.export_users_inner(message)),
+        )
         .await
     }
 }
