@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use tonic::transport::Endpoint;
-use users_client::{ClientError, UsersClient};
+use users_client::{ClientError, UsersClient, code_name};
 
 use crate::error::{BenchError, with_causes};
 
@@ -38,31 +38,6 @@ pub async fn connect_all(
         clients.push(UsersClient::from_channel(channel));
     }
     Ok(clients)
-}
-
-/// The canonical name of a gRPC status code, as in the gRPC spec and in
-/// other tools' output (`UNAVAILABLE`, not tonic's `Unavailable`).
-pub fn code_name(code: tonic::Code) -> &'static str {
-    use tonic::Code;
-    match code {
-        Code::Ok => "OK",
-        Code::Cancelled => "CANCELLED",
-        Code::Unknown => "UNKNOWN",
-        Code::InvalidArgument => "INVALID_ARGUMENT",
-        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
-        Code::NotFound => "NOT_FOUND",
-        Code::AlreadyExists => "ALREADY_EXISTS",
-        Code::PermissionDenied => "PERMISSION_DENIED",
-        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
-        Code::FailedPrecondition => "FAILED_PRECONDITION",
-        Code::Aborted => "ABORTED",
-        Code::OutOfRange => "OUT_OF_RANGE",
-        Code::Unimplemented => "UNIMPLEMENTED",
-        Code::Internal => "INTERNAL",
-        Code::Unavailable => "UNAVAILABLE",
-        Code::DataLoss => "DATA_LOSS",
-        Code::Unauthenticated => "UNAUTHENTICATED",
-    }
 }
 
 /// Why a call failed, as counted in a report: its status code's name, or

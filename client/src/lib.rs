@@ -39,4 +39,4 @@ pub use client::{FindUsers, Page, SortField, User, UsersClient};
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]
 struct ReadmeExamples;
-pub use error::{ClientError, FieldViolation, ServerError};
+pub use error::{ClientError, FieldViolation, ServerError, code_name};

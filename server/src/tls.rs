@@ -125,7 +125,7 @@ pub enum TlsError {
     /// The files parse, but rustls refuses them (a key that is not the
     /// certificate's, a CA that is not a valid certificate).
     #[error("cannot serve TLS with --tls-cert {} and --tls-key {}: {}",
-            cert.display(), key.display(), causes(source))]
+            cert.display(), key.display(), crate::error::with_causes(source))]
     Rejected {
         /// `--tls-cert`.
         cert: PathBuf,
@@ -211,19 +211,6 @@ fn not_pem(
         },
         why => TlsError::BadPem { flag, path, why },
     }
-}
-
-/// `error` and its sources: tonic's transport error alone says only
-/// "transport error".
-fn causes(error: &tonic::transport::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

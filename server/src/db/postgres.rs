@@ -14,6 +14,7 @@ use diesel::{ConnectionError, ConnectionResult};
 use diesel_async::{AsyncPgConnection, SimpleAsyncConnection};
 
 use super::Isolation;
+use crate::error::with_causes;
 
 /// How long opening a connection may take at most, handshake included (the
 /// URL's `connect_timeout=SECONDS` bounds the TCP connect alone): a
@@ -93,20 +94,6 @@ impl Isolation {
             }
         }
     }
-}
-
-/// `error` and its causes: tokio-postgres says only "db error" or "error
-/// connecting to server", and leaves the why ("the database system is
-/// shutting down", "Connection refused") to its source.
-fn with_causes(error: &tokio_postgres::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// Cancels whatever its connection is running if dropped before
