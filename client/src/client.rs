@@ -1,17 +1,32 @@
 //! [`UsersClient`]: the users service as plain Rust calls.
 
-use std::time::SystemTime;
+use std::{
+    future::Future,
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
 
-use futures_util::{Stream, TryStreamExt, stream};
-use tonic::transport::Channel;
+use futures_util::{Stream, StreamExt, TryStreamExt, stream};
+use tokio::time::Instant;
+use tonic::{Status, transport::Channel};
 
-use crate::pb::{self, user_service_client::UserServiceClient};
-use crate::{ClientBuilder, ClientError};
+use crate::endpoints::{Credentials, Endpoints, RawClient};
+use crate::pb;
+use crate::retry::{Failure, Idempotence};
+use crate::{ClientBuilder, ClientError, RetryPolicy};
 
-/// A connection to the users service.
+/// A connection to the users service: to one server, or to several
+/// interchangeable ones that calls are spread over.
 ///
-/// Cheap to clone: clones share one HTTP/2 connection, and calls from many
-/// tasks are multiplexed over it.
+/// Cheap to clone: clones share the HTTP/2 connections, and calls from
+/// many tasks are multiplexed over them.
+///
+/// Calls that fail because a server is away, or answers UNAVAILABLE, are
+/// sent again (to another server, if there are several) when that is safe,
+/// as its [`RetryPolicy`] says. A call takes as long as it takes unless a
+/// timeout is set, for all calls with
+/// [`ClientBuilder::timeout`] or for some with
+/// [`with_timeout`](Self::with_timeout).
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), users_client::ClientError> {
@@ -23,7 +38,10 @@ use crate::{ClientBuilder, ClientError};
 /// ```
 #[derive(Debug, Clone)]
 pub struct UsersClient {
-    inner: UserServiceClient<Channel>,
+    endpoints: Arc<Endpoints>,
+    /// Bounds each call, its retries included.
+    timeout: Option<Duration>,
+    retry: RetryPolicy,
 }
 
 impl UsersClient {
@@ -80,13 +98,66 @@ impl UsersClient {
     /// # }
     /// ```
     pub fn from_channel(channel: Channel) -> Self {
+        Self::from_endpoints(
+            Endpoints::new(vec![(channel, false)], &Credentials::default()),
+            None,
+            RetryPolicy::default(),
+        )
+    }
+
+    pub(crate) fn from_endpoints(
+        endpoints: Endpoints,
+        timeout: Option<Duration>,
+        retry: RetryPolicy,
+    ) -> Self {
         Self {
-            inner: UserServiceClient::new(channel),
+            endpoints: Arc::new(endpoints),
+            timeout,
+            retry,
         }
     }
 
-    /// The generated stub underneath, for wire-level access to every field
-    /// of the API.
+    /// This client, with every call bounded by `timeout`, retries included:
+    /// a call still unanswered then fails with
+    /// [`ClientError::DeadlineExceeded`], and the server, which gets the
+    /// deadline with the call, gives up on it too. Shares the connections.
+    ///
+    /// ```no_run
+    /// # async fn run(client: users_client::UsersClient) -> Result<(), users_client::ClientError> {
+    /// use std::time::Duration;
+    ///
+    /// let user = client.with_timeout(Duration::from_millis(300)).get_user(42).await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn with_timeout(&self, timeout: Duration) -> Self {
+        Self {
+            timeout: Some(timeout),
+            ..self.clone()
+        }
+    }
+
+    /// This client, retrying as `policy` says. Shares the connections.
+    ///
+    /// ```no_run
+    /// # async fn run(client: users_client::UsersClient) -> Result<(), users_client::ClientError> {
+    /// use users_client::RetryPolicy;
+    ///
+    /// let once = client.with_retry_policy(RetryPolicy::none());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn with_retry_policy(&self, policy: RetryPolicy) -> Self {
+        Self {
+            retry: policy,
+            ..self.clone()
+        }
+    }
+
+    /// The generated stub on one of the servers (the one the balancing
+    /// picks), with the bearer token if there is one, for wire-level access
+    /// to every field of the API. Its calls are sent once, with no timeout
+    /// but their own.
     ///
     /// ```no_run
     /// # async fn run(client: users_client::UsersClient) -> Result<(), tonic::Status> {
@@ -99,8 +170,77 @@ impl UsersClient {
     /// # Ok(())
     /// # }
     /// ```
-    pub fn raw(&self) -> UserServiceClient<Channel> {
-        self.inner.clone()
+    pub fn raw(&self) -> RawClient {
+        self.endpoints.pick().stub()
+    }
+
+    /// Sends `request` with `send` on a server the balancing picks, again
+    /// on failures the retry policy allows for a call of `idempotence`,
+    /// within the client's timeout.
+    async fn call<Req, Resp, Send, Sent>(
+        &self,
+        idempotence: Idempotence,
+        request: Req,
+        send: Send,
+    ) -> Result<Resp, ClientError>
+    where
+        Req: Clone,
+        Send: Fn(RawClient, tonic::Request<Req>) -> Sent,
+        Sent: Future<Output = Result<tonic::Response<Resp>, Status>>,
+    {
+        let deadline = self.timeout.map(|timeout| Instant::now() + timeout);
+        let mut attempt = 1;
+        loop {
+            let picked = self.endpoints.pick();
+            let mut message = tonic::Request::new(request.clone());
+            let answer = match deadline {
+                Some(deadline) => {
+                    // The server hears of the deadline and stops working on
+                    // the call when it passes; the client stops waiting.
+                    message.set_timeout(deadline.saturating_duration_since(Instant::now()));
+                    tokio::time::timeout_at(deadline, send(picked.stub(), message))
+                        .await
+                        .unwrap_or_else(|_| Err(self.deadline_passed()))
+                }
+                None => send(picked.stub(), message).await,
+            };
+            let status = match answer {
+                Ok(response) => {
+                    picked.answered();
+                    return Ok(response.into_inner());
+                }
+                Err(status) => status,
+            };
+            let failure = Failure::of(&status);
+            match failure.is_connection_failure() {
+                true => picked.connection_failed(),
+                false => picked.answered(),
+            }
+            drop(picked);
+            let status = match deadline {
+                // tonic's own timer answers CANCELLED.
+                Some(deadline) if Instant::now() >= deadline => {
+                    return Err(self.deadline_passed().into());
+                }
+                _ => status,
+            };
+            if !(failure.is_retryable(idempotence) && self.retry.allows_another_after(attempt)) {
+                return Err(status.into());
+            }
+            let resume = Instant::now() + self.retry.backoff_after(attempt);
+            if deadline.is_some_and(|deadline| resume >= deadline) {
+                return Err(status.into());
+            }
+            tokio::time::sleep_until(resume).await;
+            attempt += 1;
+        }
+    }
+
+    fn deadline_passed(&self) -> Status {
+        Status::deadline_exceeded(format!(
+            "no answer within the client's timeout of {:?}",
+            self.timeout.unwrap_or_default()
+        ))
     }
 
     /// Stores a user named `name` and returns it with its id and timestamps.
@@ -149,7 +289,11 @@ impl UsersClient {
             name: name.into(),
             request_id: request_id.into(),
         };
-        let response = self.inner.clone().create_user(request).await?.into_inner();
+        let response = self
+            .call(Idempotence::Safe, request, |mut stub, request| async move {
+                stub.create_user(request).await
+            })
+            .await?;
         User::from_response(response.user, "CreateUser returned no user")
     }
 
@@ -178,12 +322,12 @@ impl UsersClient {
                 request_id: new_request_id(),
             })
             .collect();
+        let request = pb::BatchCreateUsersRequest { requests };
         let response = self
-            .inner
-            .clone()
-            .batch_create_users(pb::BatchCreateUsersRequest { requests })
-            .await?
-            .into_inner();
+            .call(Idempotence::Safe, request, |mut stub, request| async move {
+                stub.batch_create_users(request).await
+            })
+            .await?;
         response.users.into_iter().map(User::try_from).collect()
     }
 
@@ -198,12 +342,12 @@ impl UsersClient {
     /// # }
     /// ```
     pub async fn get_user(&self, id: i64) -> Result<User, ClientError> {
+        let request = pb::GetUserRequest { id };
         let response = self
-            .inner
-            .clone()
-            .get_user(pb::GetUserRequest { id })
-            .await?
-            .into_inner();
+            .call(Idempotence::Safe, request, |mut stub, request| async move {
+                stub.get_user(request).await
+            })
+            .await?;
         User::from_response(response.user, "GetUser returned no user")
     }
 
@@ -239,7 +383,13 @@ impl UsersClient {
                 paths: vec!["name".to_owned()],
             }),
         };
-        let response = self.inner.clone().update_user(request).await?.into_inner();
+        let response = self
+            .call(
+                Idempotence::Unsafe,
+                request,
+                |mut stub, request| async move { stub.update_user(request).await },
+            )
+            .await?;
         User::from_response(response.user, "UpdateUser returned no user")
     }
 
@@ -260,7 +410,12 @@ impl UsersClient {
             id,
             etag: etag.unwrap_or_default().to_owned(),
         };
-        self.inner.clone().delete_user(request).await?;
+        self.call(
+            Idempotence::Unsafe,
+            request,
+            |mut stub, request| async move { stub.delete_user(request).await },
+        )
+        .await?;
         Ok(())
     }
 
@@ -288,11 +443,12 @@ impl UsersClient {
     /// ```
     pub async fn find_users(&self, query: &FindUsers) -> Result<Page, ClientError> {
         let response = self
-            .inner
-            .clone()
-            .find_users(query.to_request())
-            .await?
-            .into_inner();
+            .call(
+                Idempotence::Safe,
+                query.to_request(),
+                |mut stub, request| async move { stub.find_users(request).await },
+            )
+            .await?;
         let users = response
             .users
             .into_iter()
@@ -362,16 +518,45 @@ impl UsersClient {
         &self,
         query: FindUsers,
     ) -> Result<impl Stream<Item = Result<User, ClientError>> + Send + 'static, ClientError> {
+        let deadline = self.timeout.map(|timeout| Instant::now() + timeout);
         let users = self
-            .inner
-            .clone()
-            .export_users(query.to_request())
-            .await?
-            .into_inner();
-        Ok(users
-            .map_err(ClientError::from)
-            .and_then(|user| std::future::ready(User::try_from(user))))
+            .call(
+                Idempotence::Safe,
+                query.to_request(),
+                |mut stub, request| async move { stub.export_users(request).await },
+            )
+            .await?;
+        let users = users.map_err(ClientError::from);
+        let users = match deadline {
+            Some(deadline) => until_deadline(users, deadline, self.deadline_passed())
+                .boxed()
+                .left_stream(),
+            None => users.right_stream(),
+        };
+        Ok(users.and_then(|user| std::future::ready(User::try_from(user))))
     }
+}
+
+/// `items`, ended by `error` at `deadline` if they have not ended by then.
+fn until_deadline<T>(
+    items: impl Stream<Item = Result<T, ClientError>> + Send + 'static,
+    deadline: Instant,
+    error: Status,
+) -> impl Stream<Item = Result<T, ClientError>> + Send + 'static {
+    let items = Box::pin(items);
+    stream::unfold(Some((items, error)), move |state| async move {
+        let (mut items, error) = state?;
+        // Items the transport holds already are ready at once: a timer
+        // alone would let them through after the deadline.
+        if Instant::now() >= deadline {
+            return Some((Err(error.into()), None));
+        }
+        match tokio::time::timeout_at(deadline, items.next()).await {
+            Ok(Some(item)) => Some((item, Some((items, error)))),
+            Ok(None) => None,
+            Err(_) => Some((Err(error.into()), None)),
+        }
+    })
 }
 
 /// A new request id: a random (version 4) UUID.

@@ -6,6 +6,8 @@ use std::fmt;
 use tonic::{Code, Status};
 use tonic_types::StatusExt;
 
+use crate::retry;
+
 /// Why a call failed.
 ///
 /// The variants are the statuses the users service returns on purpose; any
@@ -36,9 +38,12 @@ pub enum ClientError {
     /// again).
     #[error("aborted: {0}")]
     Aborted(ServerError),
-    /// The service or its database can't be reached right now; worth retrying
-    /// later (creates from this client carry a request id, so a retried
-    /// create never stores a second user).
+    /// The service or its database can't be reached right now, or the
+    /// connection broke before the answer came (then the call may have
+    /// been applied); worth retrying later (creates from this client carry
+    /// a request id, so a retried create never stores a second user). The
+    /// client has already retried as its [`RetryPolicy`](crate::RetryPolicy)
+    /// allows.
     #[error("unavailable: {0}")]
     Unavailable(ServerError),
     /// The call took longer than its deadline.
@@ -80,6 +85,12 @@ pub enum ClientError {
         /// The endpoint as given to [`UsersClient::builder`](crate::UsersClient::builder).
         endpoint: String,
     },
+    /// The bearer token given to
+    /// [`ClientBuilder::bearer_token`](crate::ClientBuilder::bearer_token)
+    /// holds characters that cannot be sent in a header (control
+    /// characters, non-ASCII).
+    #[error("the bearer token cannot be sent: it holds characters not allowed in a header")]
+    InvalidBearerToken,
     /// The server answered with a message that breaks the API contract.
     #[error("malformed response: {0}")]
     MalformedResponse(&'static str),
@@ -130,6 +141,7 @@ impl ClientError {
             Self::Connect { .. }
             | Self::TlsFile { .. }
             | Self::TlsNeedsHttps { .. }
+            | Self::InvalidBearerToken
             | Self::MalformedResponse(_) => None,
         }
     }
@@ -148,6 +160,7 @@ impl ClientError {
             Self::Connect { .. }
             | Self::TlsFile { .. }
             | Self::TlsNeedsHttps { .. }
+            | Self::InvalidBearerToken
             | Self::MalformedResponse(_) => None,
         }
     }
@@ -163,8 +176,14 @@ impl ClientError {
 impl From<Status> for ClientError {
     fn from(status: Status) -> Self {
         let details = status.get_error_details();
+        // A broken connection comes from tonic as UNKNOWN "transport error";
+        // the gRPC spec calls it UNAVAILABLE, and it is worth retrying.
+        let broken = retry::is_transport_failure(&status);
         let error = ServerError {
-            message: status.message().to_owned(),
+            message: match broken {
+                true => transport_failure_message(&status),
+                false => status.message().to_owned(),
+            },
             reason: details
                 .error_info()
                 .map(|info| info.reason.clone())
@@ -189,6 +208,7 @@ impl From<Status> for ClientError {
             Code::FailedPrecondition => Self::FailedPrecondition(error),
             Code::Aborted => Self::Aborted(error),
             Code::Unavailable => Self::Unavailable(error),
+            Code::Unknown | Code::Internal if broken => Self::Unavailable(error),
             Code::DeadlineExceeded => Self::DeadlineExceeded(error),
             code => Self::Other { code, error },
         }
@@ -220,11 +240,22 @@ pub fn code_name(code: tonic::Code) -> &'static str {
     }
 }
 
+/// The message of a status the client's HTTP/2 stack made, with its
+/// causes ("connection reset by peer"), which its message alone leaves out.
+fn transport_failure_message(status: &Status) -> String {
+    let mut text = status.message().to_owned();
+    if let Some(source) = std::error::Error::source(status) {
+        text.push_str(": ");
+        text.push_str(&causes(source));
+    }
+    text
+}
+
 /// `error` and its sources, outermost first: tonic's transport error alone
 /// says only "transport error".
-fn causes(error: &tonic::transport::Error) -> String {
+fn causes(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
+    let mut source = error.source();
     while let Some(cause) = source {
         text.push_str(": ");
         text.push_str(&cause.to_string());

@@ -18,22 +18,29 @@
 //! ```
 //!
 //! Modules:
-//! - [`builder`]: [`ClientBuilder`], for TLS with a CA file and client
-//!   certificates.
+//! - [`builder`]: [`ClientBuilder`]: several servers, TLS with a CA file
+//!   and client certificates, a bearer token, a timeout.
 //! - [`client`]: the [`UsersClient`] wrapper and its queries.
+//! - [`endpoints`]: the servers a client balances its calls over, and
+//!   which of them are away.
 //! - [`codec`]: the protobuf codec of the stubs, which answers a request
 //!   that does not decode with INVALID_ARGUMENT.
 //! - [`error`]: [`ClientError`], one variant per status a caller can act on.
 //! - [`pb`]: the generated code.
+//! - [`retry`]: [`RetryPolicy`], which failed calls are sent again.
 
 pub mod builder;
 pub mod client;
 pub mod codec;
+pub mod endpoints;
 pub mod error;
 pub mod pb;
+pub mod retry;
 
 pub use builder::ClientBuilder;
 pub use client::{FindUsers, Page, SortField, User, UsersClient};
+pub use endpoints::RawClient;
+pub use retry::RetryPolicy;
 
 /// The README's Rust examples, compiled as doctests so they stay true.
 #[cfg(doctest)]

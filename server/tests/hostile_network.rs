@@ -6,6 +6,9 @@
 //!
 //! Each test prints what it saw (`--nocapture`); `docs/reliability-hostile-
 //! input.md` explains the numbers and bounds.
+//!
+//! Clients here send each call once (`RetryPolicy::none()`): a retry
+//! would hide a call the server failed.
 
 mod support;
 
@@ -27,7 +30,7 @@ use tonic::{
     transport::Channel,
 };
 use tonic_types::StatusExt;
-use users_client::{UsersClient, pb};
+use users_client::{RetryPolicy, UsersClient, pb};
 
 // ---- Sending raw bytes --------------------------------------------------
 
@@ -209,7 +212,9 @@ async fn undecodable_requests_are_invalid_argument_on_every_method() {
     assert_malformed(&status, "BatchCreateUsers, invalid UTF-8");
 
     // Nothing was stored by the refused calls, and the connection still works.
-    let client = UsersClient::connect(format!("http://{}", server.addr))
+    let client = UsersClient::builder(format!("http://{}", server.addr))
+        .retry_policy(RetryPolicy::none())
+        .connect()
         .await
         .unwrap();
     let everyone = client
@@ -236,7 +241,9 @@ const MAX_MESSAGE: usize = 4 * 1024 * 1024;
 async fn an_oversized_message_is_out_of_range_and_not_kept() {
     let server = support::start(&[]);
     let channel = channel(&server.addr).await;
-    let other = UsersClient::connect(format!("http://{}", server.addr))
+    let other = UsersClient::builder(format!("http://{}", server.addr))
+        .retry_policy(RetryPolicy::none())
+        .connect()
         .await
         .unwrap();
     other.create_user("John").await.unwrap();
@@ -357,7 +364,9 @@ impl Calls {
 /// Calls the server (a GetUser, then a CreateUser, over and over) on its
 /// own connection until `stop` fires.
 async fn keep_calling(addr: String, stop: tokio::sync::watch::Receiver<bool>) -> Calls {
-    let client = UsersClient::connect(format!("http://{addr}"))
+    let client = UsersClient::builder(format!("http://{addr}"))
+        .retry_policy(RetryPolicy::none())
+        .connect()
         .await
         .unwrap();
     let mut calls = Calls::default();
@@ -430,7 +439,9 @@ async fn fds_settled(server: &support::Running, before: usize) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_silent_connections_does_not_stop_other_clients() {
     let server = support::start(&[]);
-    UsersClient::connect(format!("http://{}", server.addr))
+    UsersClient::builder(format!("http://{}", server.addr))
+        .retry_policy(RetryPolicy::none())
+        .connect()
         .await
         .unwrap()
         .create_user("John")
@@ -463,7 +474,9 @@ async fn a_flood_of_silent_connections_does_not_stop_other_clients() {
     stop.send(true).unwrap();
     let mut calls = caller.await.unwrap();
     // A client that arrives after the flood is served too.
-    let late = UsersClient::connect(format!("http://{}", server.addr))
+    let late = UsersClient::builder(format!("http://{}", server.addr))
+        .retry_policy(RetryPolicy::none())
+        .connect()
         .await
         .unwrap();
     assert_eq!(late.get_user(1).await.unwrap().name, "John");
@@ -530,7 +543,9 @@ async fn a_flood_of_silent_connections_does_not_stop_other_clients() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn running_out_of_file_descriptors_spares_connected_clients_and_recovers() {
     let server = support::start_with(support::server_with_fd_limit(256), &[]);
-    let client = UsersClient::connect(format!("http://{}", server.addr))
+    let client = UsersClient::builder(format!("http://{}", server.addr))
+        .retry_policy(RetryPolicy::none())
+        .connect()
         .await
         .unwrap();
     client.create_user("John").await.unwrap();
@@ -564,7 +579,9 @@ async fn running_out_of_file_descriptors_spares_connected_clients_and_recovers()
         let addr = server.addr.clone();
         async move {
             let started = Instant::now();
-            let client = UsersClient::connect(format!("http://{addr}"))
+            let client = UsersClient::builder(format!("http://{addr}"))
+                .retry_policy(RetryPolicy::none())
+                .connect()
                 .await
                 .unwrap();
             client.get_user(1).await.unwrap();
@@ -622,7 +639,9 @@ async fn stalled_exports_hold_no_database_connection_and_others_are_served() {
     // A short pool timeout, so that a starved pool shows as UNAVAILABLE
     // within the test rather than after 5 s.
     let server = support::start(&["--pool-size", "8", "--pool-timeout", "1s"]);
-    let client = UsersClient::connect(format!("http://{}", server.addr))
+    let client = UsersClient::builder(format!("http://{}", server.addr))
+        .retry_policy(RetryPolicy::none())
+        .connect()
         .await
         .unwrap();
     let padding = "x".repeat(NAME_PADDING);

@@ -4,11 +4,12 @@
 
 use tonic::{Code, Request, transport::Channel};
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
-use users_client::pb;
+use users_client::{ClientError, RetryPolicy, UsersClient, pb};
 use users_tests::{Backend, TestApp, spawn_app_with};
 
 on_backend!(sqlite: Sqlite;
     calls_need_a_listed_bearer_token,
+    the_client_crate_sends_its_bearer_token,
     health_and_reflection_stay_open_unless_auth_all,
     with_auth_all_health_needs_the_token_too,
 );
@@ -74,6 +75,45 @@ async fn calls_need_a_listed_bearer_token(backend: Backend) {
         .unwrap()
         .into_inner();
     assert_eq!(found.users.len(), 1);
+}
+
+async fn the_client_crate_sends_its_bearer_token(backend: Backend) {
+    let (_dir, app) = app_with_tokens(backend, false).await;
+    let client = UsersClient::builder(&app.endpoint)
+        .bearer_token(TOKEN)
+        .connect()
+        .await
+        .unwrap();
+    let john = client.create_user("John").await.unwrap();
+    assert_eq!(client.get_user(john.id).await.unwrap(), john);
+    // The raw stub carries it too.
+    let found = client
+        .raw()
+        .find_users(pb::FindUsersRequest::default())
+        .await
+        .expect("the raw stub sends the token")
+        .into_inner();
+    assert_eq!(found.users.len(), 1);
+    assert!(!format!("{client:?}").contains(TOKEN), "{client:?}");
+
+    // UNAUTHENTICATED is final: not retried, whatever the policy.
+    let stranger = UsersClient::builder(&app.endpoint)
+        .bearer_token("wrong")
+        .retry_policy(RetryPolicy::default().max_attempts(50))
+        .connect()
+        .await
+        .unwrap();
+    let error = stranger.get_user(john.id).await.unwrap_err();
+    assert_eq!(error.code(), Some(Code::Unauthenticated), "{error:?}");
+
+    let unsendable = UsersClient::builder(&app.endpoint)
+        .bearer_token("two\nlines")
+        .connect()
+        .await;
+    assert!(
+        matches!(unsendable, Err(ClientError::InvalidBearerToken)),
+        "{unsendable:?}"
+    );
 }
 
 async fn health_check(channel: Channel, token: Option<&str>) -> Result<(), tonic::Status> {

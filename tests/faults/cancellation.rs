@@ -107,14 +107,14 @@ async fn cancelled_at_random_points(backend: Backend) {
         .expect("the pool serves normally after the cancellations");
 }
 
-/// One call, cancelled after a random 0-20 ms: half by a deadline the
+/// One call, cancelled after a random 0-100 ms: half by a deadline the
 /// server enforces, half by the caller dropping it. Mostly batches (a
 /// transaction of several statements), some renames.
 async fn cancelled_call(app: &TestApp, call: usize, target: i64) -> Code {
     let (after, by_deadline, rename) = {
         let mut rng = rand::rng();
         (
-            Duration::from_micros(rng.random_range(0..40_000)),
+            Duration::from_micros(rng.random_range(0..100_000)),
             rng.random_bool(0.5),
             rng.random_bool(0.2),
         )

@@ -15,6 +15,7 @@
 
 mod cancellation;
 mod crash;
+mod failover;
 mod load;
 mod outage;
 mod pool_exhaustion;

@@ -10,7 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use users_client::UsersClient;
+use users_client::{RetryPolicy, UsersClient};
 
 /// The program (`tests/bin/users_server.rs`, the same as `users-server`).
 const PROGRAM: &str = env!("CARGO_BIN_EXE_users-server-under-test");
@@ -42,9 +42,12 @@ impl ServerProcess {
         }
     }
 
-    /// A client of this server.
+    /// A client of this server, which sends each call once: the tests
+    /// watch what the server answers.
     pub async fn client(&self) -> UsersClient {
-        UsersClient::connect(format!("http://{}", self.addr))
+        UsersClient::builder(format!("http://{}", self.addr))
+            .retry_policy(RetryPolicy::none())
+            .connect()
             .await
             .expect("cannot connect to the server")
     }

@@ -11,7 +11,7 @@ mod private_postgres;
 use std::{net::SocketAddr, path::Path};
 
 use tokio::{sync::oneshot, task::JoinHandle};
-use users_client::{ClientBuilder, FindUsers, User, UsersClient};
+use users_client::{ClientBuilder, FindUsers, RetryPolicy, User, UsersClient};
 use users_server::{Application, Config, StartupError, tls::TlsFlags};
 
 pub use certificates::TestCertificates;
@@ -30,7 +30,8 @@ pub struct TestApp {
     pub endpoint: String,
     /// Where it serves `/metrics`, if its config asked for metrics.
     pub metrics_addr: Option<SocketAddr>,
-    /// A client connected to the server.
+    /// A client connected to the server. It sends each call once
+    /// ([`RetryPolicy::none`]): the tests watch the server's own answers.
     pub client: UsersClient,
     server: Option<RunningServer>,
     // Declared last: dropped after the server has stopped.
@@ -109,7 +110,7 @@ async fn spawn(
     configure(&mut config);
     let server = start(&config).await;
     let endpoint = format!("{scheme}://{}", server.addr);
-    let client = client(UsersClient::builder(&endpoint))
+    let client = client(UsersClient::builder(&endpoint).retry_policy(RetryPolicy::none()))
         .connect()
         .await
         .unwrap_or_else(|error| panic!("cannot connect to the test server: {error}"));
@@ -202,7 +203,9 @@ async fn start(config: &Config) -> Started {
 }
 
 async fn connect(endpoint: &str) -> UsersClient {
-    UsersClient::connect(endpoint)
+    UsersClient::builder(endpoint)
+        .retry_policy(RetryPolicy::none())
+        .connect()
         .await
         .unwrap_or_else(|error| panic!("cannot connect to the test server: {error}"))
 }

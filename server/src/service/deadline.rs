@@ -28,11 +28,22 @@ const BEFORE_TONIC: Duration = Duration::from_millis(1);
 /// or plus `default` if it sent none. A malformed header counts as none
 /// (tonic itself refuses such a call before it reaches a handler).
 pub fn call_deadline<T>(request: &Request<T>, default: Duration) -> Instant {
+    deadline_after(
+        request,
+        caller_timeout(request.metadata()).unwrap_or(default),
+    )
+}
+
+/// When the caller wants the call to end, if it said (`grpc-timeout`).
+pub fn caller_deadline<T>(request: &Request<T>) -> Option<Instant> {
+    Some(deadline_after(request, caller_timeout(request.metadata())?))
+}
+
+fn deadline_after<T>(request: &Request<T>, timeout: Duration) -> Instant {
     let arrival = request
         .extensions()
         .get::<Arrival>()
         .map_or_else(Instant::now, |arrival| arrival.0);
-    let timeout = caller_timeout(request.metadata()).unwrap_or(default);
     let timeout = timeout.saturating_sub(BEFORE_TONIC);
     arrival.checked_add(timeout).unwrap_or_else(far_future)
 }

@@ -9,7 +9,7 @@ use tracing::Instrument;
 use users_client::pb;
 
 use super::UsersService;
-use crate::db::Database;
+use crate::db::{Database, retry};
 use crate::domain::{After, NamePrefix, OrderBy, PageSize, PageToken, UserFilter, UserName};
 use crate::error::ApiError;
 use crate::models::User;
@@ -98,12 +98,22 @@ impl UsersService {
     /// The stream is polled after the handler has returned, outside the
     /// call's span: each chunk's read enters it again, so that its log
     /// lines carry the call's request id.
+    ///
+    /// The caller's `deadline`, if it gave one, bounds the whole export:
+    /// past it, the stream ends with DEADLINE_EXCEEDED instead of reading
+    /// on. Without one an export may take as long as its reader does (a
+    /// `--default-timeout` of 30 s would end large exports), but each
+    /// chunk's read is bounded by the default timeout. A reader that
+    /// stalls polls nothing, so it holds no connection meanwhile; its
+    /// client drops the call at its own deadline.
     pub(super) fn export_users_inner(
         &self,
         request: pb::FindUsersRequest,
+        deadline: Option<tokio::time::Instant>,
     ) -> Result<UserStream, ApiError> {
         let listing = Listing::parse(request)?;
         let db = self.db.clone();
+        let default_timeout = self.default_timeout;
         let started = Instant::now();
         let call = tracing::Span::current();
         let chunks = stream::unfold(Some((listing, 0_u64)), move |state| {
@@ -111,7 +121,13 @@ impl UsersService {
             let call = call.clone();
             async move {
                 let (mut listing, sent) = state?;
-                match listing.read(&db, EXPORT_CHUNK).await {
+                let chunk_deadline = tokio::time::Instant::now() + default_timeout;
+                let deadline = deadline.map_or(chunk_deadline, |call| call.min(chunk_deadline));
+                let read = retry::with_deadline(Some(deadline), listing.read(&db, EXPORT_CHUNK));
+                let read = tokio::time::timeout_at(deadline, read)
+                    .await
+                    .unwrap_or(Err(ApiError::DeadlineExceeded));
+                match read {
                     Err(error) => {
                         log_export(started, sent, Some(&error));
                         Some((vec![Err(Status::from(error))], None))

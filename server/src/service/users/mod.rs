@@ -152,12 +152,13 @@ impl UserService for UsersService {
         &self,
         request: Request<pb::FindUsersRequest>,
     ) -> Result<Response<Self::ExportUsersStream>, Status> {
+        let deadline = super::deadline::caller_deadline(&request);
         rpc(
             &self.metrics,
             self.default_timeout,
             "ExportUsers",
             request,
-            |message| std::future::ready(self.export_users_inner(message)),
+            |message| std::future::ready(self.export_users_inner(message, deadline)),
         )
         .await
     }
