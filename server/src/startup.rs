@@ -21,7 +21,7 @@ use crate::db::{
     url::{DatabaseUrl, UrlError},
 };
 use crate::health::Health;
-use crate::metrics::{MetricsEndpoint, RpcMetrics};
+use crate::metrics::{CountRefused, MetricsEndpoint, RpcMetrics};
 use crate::service::{UsersService, forget_expired_request_ids, stamp_arrival};
 use crate::telemetry;
 use crate::tls::{self, TlsError, TlsMode};
@@ -302,6 +302,7 @@ impl Application {
             .map(|authenticator| tokio::spawn(authenticator.reload_on_sighup()));
         let users_guard = Guard(self.authenticator.clone());
         let tools_guard = Guard(self.authenticator.filter(|_| self.auth_all));
+        let rpc_metrics_for_refusals = rpc_metrics.clone();
         let users = UserServiceServer::new(
             UsersService::new(self.db, self.request_id_ttl)
                 .with_metrics(rpc_metrics)
@@ -321,16 +322,19 @@ impl Application {
             .add_service(InterceptedService::new(health_service, tools_guard.clone()))
             .add_service(InterceptedService::new(reflection_v1, tools_guard.clone()))
             .add_service(InterceptedService::new(reflection_v1alpha, tools_guard))
-            // Arrival stamped first, so that waits count against the
-            // deadline; authenticated next: a refused caller takes no turn.
-            .add_service(InterceptedService::new(
-                InterceptedService::new(
-                    CallLimit::new(self.limits.max_concurrent_calls, self.limits.max_call_wait)
-                        .layer(users),
-                    users_guard,
-                ),
-                stamp_arrival as fn(_) -> _,
-            ))
+            // Refusals counted outermost; arrival stamped next, so that
+            // waits count against the deadline; authenticated next: a
+            // refused caller takes no turn.
+            .add_service(
+                CountRefused::new(rpc_metrics_for_refusals).layer(InterceptedService::new(
+                    InterceptedService::new(
+                        CallLimit::new(self.limits.max_concurrent_calls, self.limits.max_call_wait)
+                            .layer(users),
+                        users_guard,
+                    ),
+                    stamp_arrival as fn(_) -> _,
+                )),
+            )
             .serve_with_incoming_shutdown(incoming, stop_serving);
         let drain_timeout = self.drain_timeout;
         let drain_over = async move {

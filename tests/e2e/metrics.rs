@@ -3,11 +3,12 @@
 
 use std::net::SocketAddr;
 
-use users_client::ClientError;
+use users_client::{ClientError, UsersClient, pb};
 use users_tests::{Backend, TestApp, http_get, spawn_app_with};
 
 on_every_backend!(
     calls_are_counted_by_method_and_code_and_timed,
+    calls_refused_before_their_handler_are_counted_too,
     the_pools_are_read_when_scraped,
     only_metrics_is_served,
 );
@@ -17,6 +18,47 @@ async fn spawn_app_with_metrics(backend: Backend) -> TestApp {
         config.metrics_listen = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
     })
     .await
+}
+
+async fn calls_refused_before_their_handler_are_counted_too(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens");
+    std::fs::write(&tokens, "the-token\n").unwrap();
+    let app = spawn_app_with(backend, |config| {
+        config.metrics_listen = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
+        config.auth_tokens_file = Some(tokens);
+        config.max_request_size = 1024;
+    })
+    .await;
+    let refused = app.client.create_user("Ada").await.unwrap_err();
+    assert_eq!(refused.code(), Some(tonic::Code::Unauthenticated));
+    let client = UsersClient::builder(&app.endpoint)
+        .bearer_token("the-token")
+        .connect()
+        .await
+        .unwrap();
+    client.create_user("Ada").await.unwrap();
+    let mut request = tonic::Request::new(pb::CreateUserRequest {
+        name: "x".repeat(2000),
+        request_id: String::new(),
+    });
+    request
+        .metadata_mut()
+        .insert("authorization", "Bearer the-token".parse().unwrap());
+    let too_large = client.raw().create_user(request).await.unwrap_err();
+    assert_eq!(too_large.code(), tonic::Code::OutOfRange, "{too_large:?}");
+
+    let metrics = app.scrape_metrics().await;
+    let requests =
+        |code: &str| format!(r#"users_rpc_requests_total{{method="CreateUser",code="{code}"}}"#);
+    assert_sample(&metrics, &requests("UNAUTHENTICATED"), 1.0);
+    assert_sample(&metrics, &requests("OUT_OF_RANGE"), 1.0);
+    assert_sample(&metrics, &requests("OK"), 1.0);
+    assert_sample(
+        &metrics,
+        r#"users_rpc_duration_seconds_count{method="CreateUser"}"#,
+        3.0,
+    );
 }
 
 /// The value of the sample `series` (`name{labels}`, exactly as printed).

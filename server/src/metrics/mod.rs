@@ -15,12 +15,15 @@
 //! they are read from the pools when `/metrics` is scraped.
 //!
 //! - [`RpcMetrics`]: calls by method and status code, and their latency;
+//!   [`CountRefused`] counts there the calls refused before a handler ran;
 //! - [`Database::register_metrics`](crate::db::Database::register_metrics):
 //!   the pools' gauges and the transaction retries;
 //! - [`MetricsEndpoint`]: `GET /metrics` in the Prometheus text format.
 
 mod endpoint;
+mod refused;
 mod rpc;
 
 pub use endpoint::MetricsEndpoint;
+pub use refused::{CountRefused, Handled};
 pub use rpc::RpcMetrics;

@@ -16,7 +16,7 @@ pub use users::{UsersService, forget_expired_request_ids};
 
 use self::request_id::{Origin, RequestId};
 use crate::db::retry;
-use crate::metrics::RpcMetrics;
+use crate::metrics::{Handled, RpcMetrics};
 
 /// Runs one RPC: hands the request's message to `handler`, within the
 /// call's deadline (the caller's, or `default_timeout`: past it the call
@@ -39,6 +39,9 @@ where
     Fut: Future<Output = Result<T, crate::error::ApiError>>,
 {
     let started = Instant::now();
+    if let Some(handled) = request.extensions().get::<Handled>() {
+        handled.mark();
+    }
     let deadline = deadline::call_deadline(&request, default_timeout);
     let (request_id, origin) = RequestId::of_call(request.metadata());
     let span = tracing::info_span!("call", method, request_id = request_id.as_str());
