@@ -24,15 +24,16 @@ pub struct Config {
     #[arg(long, env = "USERS_LISTEN", default_value = "127.0.0.1:50051")]
     pub listen: SocketAddr,
 
-    /// Where users are stored: `sqlite://PATH` (created if missing) or
-    /// `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE`.
+    /// Where users are stored: `sqlite://PATH` (created if missing),
+    /// `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE` or
+    /// `mysql://USER[:PASSWORD]@HOST[:PORT]/DATABASE` (MySQL, MariaDB).
     #[arg(long, env = "DATABASE_URL", default_value = "sqlite://users.db")]
     pub database_url: String,
 
     /// Database connections, opened as needed. PostgreSQL: this many shared
     /// connections carry the one-statement calls, pipelined, plus up to this
     /// many more for calls in an explicit transaction. SQLite: this many
-    /// readers, plus one writer.
+    /// readers, plus one writer. MySQL: this many, one per call.
     #[arg(long, env = "USERS_POOL_SIZE", default_value_t = 8,
           value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub pool_size: u32,

@@ -33,10 +33,10 @@ fn assert_one_line_error(output: &Output, expected: &str) {
 
 #[test]
 fn an_unsupported_url_scheme_is_a_one_line_error_and_exit_code_2() {
-    let output = run_to_exit(&["--database-url", "mysql://root@localhost/test"]);
+    let output = run_to_exit(&["--database-url", "oracle://scott@localhost/orcl"]);
     assert_one_line_error(
         &output,
-        "invalid --database-url: unsupported database URL scheme 'mysql'",
+        "invalid --database-url: unsupported database URL scheme 'oracle'",
     );
 }
 
@@ -64,6 +64,22 @@ fn an_unreachable_postgres_is_a_one_line_error_and_exit_code_2() {
         "cannot open database postgres://app:***@127.0.0.1:1/users",
     );
     assert!(!String::from_utf8_lossy(&output.stderr).contains("secret"));
+}
+
+#[test]
+fn an_unreachable_mysql_is_a_one_line_error_and_exit_code_2() {
+    let output = run_to_exit(&["--database-url", "mysql://app:secret@127.0.0.1:1/users"]);
+    assert_one_line_error(
+        &output,
+        "cannot open database mysql://app:***@127.0.0.1:1/users",
+    );
+    assert!(!String::from_utf8_lossy(&output.stderr).contains("secret"));
+}
+
+#[test]
+fn a_malformed_mysql_url_is_a_one_line_error_and_exit_code_2() {
+    let output = run_to_exit(&["--database-url", "mysql://root@localhost:notaport/users"]);
+    assert_one_line_error(&output, "invalid --database-url: invalid MySQL URL");
 }
 
 #[test]
@@ -189,7 +205,7 @@ fn config_file_settings_yield_to_the_environment_and_to_flags() {
     let file = dir.path().join("users.toml");
     std::fs::write(
         &file,
-        "# users-server settings\ndatabase-url = \"mysql://from-the-file/db\"\npool-size = 2\n",
+        "# users-server settings\ndatabase-url = \"sqlserver://from-the-file/db\"\npool-size = 2\n",
     )
     .unwrap();
     let run = |env: Option<&str>, args: &[&str]| {
@@ -206,7 +222,7 @@ fn config_file_settings_yield_to_the_environment_and_to_flags() {
     };
 
     let from_file = run(None, &[]);
-    assert_one_line_error(&from_file, "unsupported database URL scheme 'mysql'");
+    assert_one_line_error(&from_file, "unsupported database URL scheme 'sqlserver'");
 
     let from_env = run(Some("oracle://from-the-environment/db"), &[]);
     assert_one_line_error(&from_env, "unsupported database URL scheme 'oracle'");

@@ -12,7 +12,7 @@ use tonic::{
     transport::{Channel, Endpoint},
 };
 use users_client::pb;
-use users_tests::{Backend, TestApp, spawn_app_with};
+use users_tests::{Backend, TestApp, spawn_app, spawn_app_with};
 
 on_every_backend!(
     a_call_without_a_deadline_ends_at_the_default_timeout,
@@ -132,15 +132,18 @@ async fn narrow_channel(app: &TestApp) -> pb::user_service_client::UserServiceCl
     pb::user_service_client::UserServiceClient::new(channel)
 }
 
+/// A server with `default_timeout`, on a database of [`EXPORT_USERS`]
+/// users (stored by a server with the default timeout).
 async fn app_with_users_to_export(backend: Backend, default_timeout: Duration) -> TestApp {
-    let app = spawn_app_with(backend, |config| config.default_timeout = default_timeout).await;
-    // Small batches, each well within the default timeout.
-    for batch in 0..EXPORT_USERS / 100 {
-        let names: Vec<_> = (0..100)
+    let mut app = spawn_app(backend).await;
+    for batch in 0..EXPORT_USERS / 1000 {
+        let names: Vec<_> = (0..1000)
             .map(|n| format!("user-{batch}-{n}-{}", "x".repeat(200)))
             .collect();
         app.client.batch_create_users(names).await.unwrap();
     }
+    app.restart_with(|config| config.default_timeout = default_timeout)
+        .await;
     app
 }
 

@@ -7,11 +7,13 @@
 //! when it is unreachable.
 
 /// Runs each listed scenario (an `async fn(Backend)` in the calling module)
-/// on every backend, as `sqlite::<scenario>` and `postgres::<scenario>`.
+/// on every backend, as `sqlite::<scenario>`, `postgres::<scenario>` and
+/// `mysql::<scenario>`.
 macro_rules! on_every_backend {
     ($($scenario:ident),+ $(,)?) => {
         on_backend!(sqlite: Sqlite; $($scenario),+);
         on_backend!(postgres: Postgres; $($scenario),+);
+        on_backend!(mysql: Mysql; $($scenario),+);
     };
 }
 

@@ -157,6 +157,17 @@ async fn the_pools_are_read_when_scraped(backend: Backend) {
             assert_sample(&metrics, r#"users_db_pool_waiting{pool="readers"}"#, 0.0);
             assert_sample(&metrics, "users_db_sqlite_writer_queue", 0.0);
         }
+        Backend::Mysql => {
+            let open = sample(&metrics, r#"users_db_connections{pool="mysql"}"#)
+                .expect("MySQL connections");
+            assert!(open >= 1.0, "the calls opened one: {open}");
+            assert_sample(
+                &metrics,
+                r#"users_db_connections_in_use{pool="mysql"}"#,
+                0.0,
+            );
+            assert_sample(&metrics, r#"users_db_pool_waiting{pool="mysql"}"#, 0.0);
+        }
     }
     // No retry yet, but every reason's series is there, at 0.
     for reason in ["conflict", "busy", "connection_lost"] {

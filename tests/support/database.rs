@@ -1,11 +1,12 @@
 //! A database of its own for every test: a SQLite file in a temporary
-//! directory, or a PostgreSQL database with a random name; deleted on drop.
+//! directory, or a PostgreSQL or MySQL/MariaDB database with a random name;
+//! deleted on drop.
 
 use std::path::PathBuf;
 
 use diesel::SqliteConnection;
 use diesel_async::{
-    AsyncConnection, AsyncPgConnection, SimpleAsyncConnection,
+    AsyncConnection, AsyncMysqlConnection, AsyncPgConnection, SimpleAsyncConnection,
     sync_connection_wrapper::SyncConnectionWrapper,
 };
 use rand::Rng;
@@ -15,6 +16,11 @@ use rand::Rng;
 pub const POSTGRES_URL_VAR: &str = "USERS_TEST_POSTGRES_URL";
 const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
+/// Where the MySQL tests create their databases: a URL of a user that may
+/// create databases. Defaults to [`DEFAULT_MYSQL_URL`].
+pub const MYSQL_URL_VAR: &str = "USERS_TEST_MYSQL_URL";
+const DEFAULT_MYSQL_URL: &str = "mysql://root@127.0.0.1:3306/test";
+
 /// Which database a test runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -22,6 +28,8 @@ pub enum Backend {
     Sqlite,
     /// A PostgreSQL database on the server named by `USERS_TEST_POSTGRES_URL`.
     Postgres,
+    /// A MySQL/MariaDB database on the server named by `USERS_TEST_MYSQL_URL`.
+    Mysql,
 }
 
 /// A database that exists for one test.
@@ -36,6 +44,13 @@ pub enum TestDatabase {
     },
     /// A database created on the server of `admin_url`, dropped on drop.
     Postgres {
+        /// Where to connect to create and drop databases.
+        admin_url: String,
+        /// The random name of this test's database.
+        name: String,
+    },
+    /// The same, on MySQL/MariaDB.
+    Mysql {
         /// Where to connect to create and drop databases.
         admin_url: String,
         /// The random name of this test's database.
@@ -62,6 +77,16 @@ impl TestDatabase {
                     .unwrap_or_else(|error| panic!("cannot create database {name}: {error}"));
                 Self::Postgres { admin_url, name }
             }
+            Backend::Mysql => {
+                let admin_url = mysql_admin_url();
+                let name = format!("users_test_{:016x}", rand::rng().random::<u64>());
+                mysql_admin(&admin_url)
+                    .await
+                    .batch_execute(&format!("CREATE DATABASE {name}"))
+                    .await
+                    .unwrap_or_else(|error| panic!("cannot create database {name}: {error}"));
+                Self::Mysql { admin_url, name }
+            }
         }
     }
 
@@ -70,6 +95,7 @@ impl TestDatabase {
         match self {
             Self::Sqlite { .. } => Backend::Sqlite,
             Self::Postgres { .. } => Backend::Postgres,
+            Self::Mysql { .. } => Backend::Mysql,
         }
     }
 
@@ -77,7 +103,9 @@ impl TestDatabase {
     pub fn url(&self) -> String {
         match self {
             Self::Sqlite { file, .. } => format!("sqlite://{}", file.display()),
-            Self::Postgres { admin_url, name } => with_database(admin_url, name),
+            Self::Postgres { admin_url, name } | Self::Mysql { admin_url, name } => {
+                with_database(admin_url, name)
+            }
         }
     }
 
@@ -121,6 +149,14 @@ impl TestDatabase {
                     .unwrap();
                 WriteLock::Postgres(Box::new(conn))
             }
+            Self::Mysql { .. } => {
+                let mut conn = AsyncMysqlConnection::establish(&self.url()).await.unwrap();
+                // Other sessions may read these tables, not write them.
+                conn.batch_execute("LOCK TABLES users READ, create_requests READ")
+                    .await
+                    .unwrap();
+                WriteLock::Mysql(Box::new(conn))
+            }
         }
     }
 }
@@ -132,6 +168,8 @@ pub enum WriteLock {
     Sqlite(SyncConnectionWrapper<SqliteConnection>),
     /// `LOCK TABLE users IN SHARE MODE`.
     Postgres(Box<AsyncPgConnection>),
+    /// `LOCK TABLES users READ, create_requests READ`.
+    Mysql(Box<AsyncMysqlConnection>),
 }
 
 impl WriteLock {
@@ -140,12 +178,30 @@ impl WriteLock {
         match self {
             Self::Sqlite(mut conn) => conn.batch_execute("COMMIT").await.unwrap(),
             Self::Postgres(mut conn) => conn.batch_execute("COMMIT").await.unwrap(),
+            Self::Mysql(mut conn) => conn.batch_execute("UNLOCK TABLES").await.unwrap(),
         }
     }
 }
 
 impl Drop for TestDatabase {
     fn drop(&mut self) {
+        if let Self::Mysql { admin_url, name } = self {
+            let (admin_url, name) = (admin_url.clone(), name.clone());
+            let cleanup = std::thread::spawn(move || {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("cannot build a runtime to drop the test database")
+                    .block_on(async {
+                        mysql_admin(&admin_url)
+                            .await
+                            .batch_execute(&format!("DROP DATABASE IF EXISTS {name}"))
+                            .await
+                            .unwrap_or_else(|error| panic!("cannot drop database {name}: {error}"));
+                    });
+            });
+            let _ = cleanup.join();
+        }
         if let Self::Postgres { admin_url, name } = self {
             // Drop runs outside any runtime (or inside one that may not block),
             // so the clean-up gets a thread and a runtime of its own.
@@ -169,6 +225,20 @@ async fn drop_database(admin_url: &str, name: &str) {
         .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
         .await
         .unwrap_or_else(|error| panic!("cannot drop database {name}: {error}"));
+}
+
+fn mysql_admin_url() -> String {
+    std::env::var(MYSQL_URL_VAR).unwrap_or_else(|_| DEFAULT_MYSQL_URL.to_owned())
+}
+
+async fn mysql_admin(admin_url: &str) -> AsyncMysqlConnection {
+    AsyncMysqlConnection::establish(admin_url).await.unwrap_or_else(|error| {
+        panic!(
+            "the MySQL tests need a MySQL or MariaDB server, and none answered at {admin_url}: {error}\n\
+             Start one, or set {MYSQL_URL_VAR} to the URL of a user that may create databases, \
+             e.g. {MYSQL_URL_VAR}=mysql://root@127.0.0.1:3306/test"
+        )
+    })
 }
 
 fn postgres_admin_url() -> String {

@@ -151,8 +151,16 @@ impl TestApp {
     /// Stops the server and starts a new one on the same database (and a new
     /// port), with default settings (plaintext), as a redeploy would.
     pub async fn restart(&mut self) {
+        self.restart_with(|_| {}).await;
+    }
+
+    /// Like [`restart`](Self::restart), with the settings `configure`
+    /// makes of the defaults.
+    pub async fn restart_with(&mut self, configure: impl FnOnce(&mut Config)) {
         self.stop().await;
-        let server = start(&Config::new(loopback_port_0(), self.db.url())).await;
+        let mut config = Config::new(loopback_port_0(), self.db.url());
+        configure(&mut config);
+        let server = start(&config).await;
         self.addr = server.addr;
         self.metrics_addr = server.metrics_addr;
         self.endpoint = format!("http://{}", server.addr);

@@ -23,16 +23,21 @@ pub enum DbError {
 impl DbError {
     /// Whether the unit lost a conflict with a concurrent transaction and
     /// was rolled back, so that running it again may succeed: a
-    /// serialization failure (PostgreSQL 40001) or a deadlock (40P01).
-    /// Retried; when retries run out, the call is ABORTED.
+    /// serialization failure (PostgreSQL 40001) or a deadlock (40P01,
+    /// MySQL 1213), or MySQL's lock wait timeout (1205). Retried; when
+    /// retries run out, the call is ABORTED.
     pub fn is_conflict(&self) -> bool {
         match self {
             Self::Query(QueryError::DatabaseError(DatabaseErrorKind::SerializationFailure, _)) => {
                 true
             }
-            // diesel has no kind for 40P01; PostgreSQL's message says it.
+            // diesel has no kind for these; the databases' messages say
+            // them (diesel-async drops MySQL's error number).
             Self::Query(QueryError::DatabaseError(DatabaseErrorKind::Unknown, info)) => {
-                info.message().starts_with("deadlock detected")
+                let message = info.message();
+                message.starts_with("deadlock detected")
+                    || message.starts_with("Deadlock found when trying to get lock")
+                    || message.starts_with("Lock wait timeout exceeded")
             }
             _ => false,
         }
@@ -62,11 +67,16 @@ impl DbError {
                 }
                 // PostgreSQL 57P01-57P03: "terminating connection due to
                 // administrator command", "the database system is shutting
-                // down", ...
+                // down", ...; MySQL's driver: the socket failed or closed;
+                // MySQL 1053, 1927: shutting down, connection killed.
                 DatabaseErrorKind::Unknown => {
                     let message = info.message();
                     message.starts_with("terminating connection")
                         || message.starts_with("the database system is")
+                        || message.starts_with("Input/output error")
+                        || message.contains("Connection to the server is closed")
+                        || message.starts_with("Server shutdown in progress")
+                        || message.starts_with("Connection was killed")
                 }
                 _ => false,
             },
@@ -103,7 +113,15 @@ mod tests {
             "could not serialize access due to concurrent update",
         );
         let deadlock = database_error(DatabaseErrorKind::Unknown, "deadlock detected");
-        for error in [serialization, deadlock] {
+        let mysql_deadlock = database_error(
+            DatabaseErrorKind::Unknown,
+            "Deadlock found when trying to get lock; try restarting transaction",
+        );
+        let mysql_lock_wait = database_error(
+            DatabaseErrorKind::Unknown,
+            "Lock wait timeout exceeded; try restarting transaction",
+        );
+        for error in [serialization, deadlock, mysql_deadlock, mysql_lock_wait] {
             assert!(error.is_conflict(), "{error}");
             assert!(!error.is_transient(), "{error}");
         }
@@ -129,6 +147,14 @@ mod tests {
                 "the database system is shutting down",
             ),
             database_error(DatabaseErrorKind::UnableToSendCommand, "connection closed"),
+            database_error(
+                DatabaseErrorKind::Unknown,
+                "Input/output error: Connection reset by peer (os error 104)",
+            ),
+            database_error(
+                DatabaseErrorKind::Unknown,
+                "Driver error: `Connection to the server is closed.'",
+            ),
         ] {
             assert!(error.is_connection_lost(), "{error}");
             assert!(error.is_transient(), "{error}");

@@ -94,6 +94,12 @@ impl Collector for PoolGauges {
                     count(writer.queued()),
                 )
             }
+            Pools::Mysql(pool) => {
+                let pool = pool.reading();
+                by_pool(&mut encoder, CONNECTIONS, &[("mysql", pool.open.into())])?;
+                by_pool(&mut encoder, IN_USE, &[("mysql", pool.in_use.into())])?;
+                by_pool(&mut encoder, WAITING, &[("mysql", pool.waiting.into())])
+            }
         }
     }
 }

@@ -3,12 +3,15 @@
 
 use diesel::backend::Backend;
 use diesel_async::{AsyncConnection, AsyncMigrationHarness, AsyncPgConnection};
+
+use super::Isolation;
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
-use super::{DatabaseUrl, sqlite};
+use super::{DatabaseUrl, mysql, sqlite};
 
 const POSTGRES: EmbeddedMigrations = embed_migrations!("../migrations/postgres");
 const SQLITE: EmbeddedMigrations = embed_migrations!("../migrations/sqlite");
+const MYSQL: EmbeddedMigrations = embed_migrations!("../migrations/mysql");
 
 /// What to do about pending migrations at start-up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +65,12 @@ pub async fn prepare(url: &DatabaseUrl, mode: Mode) -> Result<Vec<String>, Migra
                 .await
                 .map_err(connect_error)?;
             blocking(move || migrate(&mut AsyncMigrationHarness::new(conn), SQLITE, mode)).await
+        }
+        DatabaseUrl::Mysql(text) => {
+            let conn = mysql::establish(text, Isolation::default())
+                .await
+                .map_err(connect_error)?;
+            blocking(move || migrate(&mut AsyncMigrationHarness::new(conn), MYSQL, mode)).await
         }
     }
 }

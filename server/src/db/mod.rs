@@ -19,6 +19,7 @@
 pub mod error;
 mod metrics;
 pub mod migrations;
+pub mod mysql;
 mod pipelined;
 mod pool;
 pub mod postgres;
@@ -32,7 +33,7 @@ use std::{future::Future, sync::Arc, time::Duration};
 
 use diesel::QueryResult;
 use diesel_async::{
-    AsyncConnection, AsyncPgConnection,
+    AsyncConnection, AsyncMysqlConnection, AsyncPgConnection,
     pooled_connection::{
         AsyncDieselConnectionManager, ManagerConfig, PoolableConnection, RecyclingMethod,
     },
@@ -60,6 +61,8 @@ pub enum Tx<'c> {
     PostgresPipelined(&'c mut &'c AsyncPgConnection),
     /// SQLite, a reader or the writer.
     Sqlite(&'c mut sqlite::Connection),
+    /// MySQL or MariaDB, a connection of this unit's own.
+    Mysql(&'c mut AsyncMysqlConnection),
 }
 
 /// Runs `$body` with `$conn` bound to the concrete connection inside a
@@ -69,7 +72,35 @@ pub enum Tx<'c> {
 /// ```text
 /// on_backend!(tx, |conn| users::table.count().get_result(conn).await)
 /// ```
+///
+/// A write that returns its rows needs RETURNING, which MySQL lacks: give
+/// it a second body for MySQL, which reads the rows back itself.
+///
+/// ```text
+/// on_backend!(tx, |conn| insert.returning(..).load(conn).await,
+///     without_returning: |conn| { insert.execute(conn).await?; read_back(conn).await })
+/// ```
 macro_rules! on_backend {
+    ($tx:expr, |$conn:ident| $body:expr, without_returning: |$mysql:ident| $mysql_body:expr) => {
+        match $tx {
+            $crate::db::Tx::Postgres($conn) => {
+                let $conn = &mut **$conn;
+                $body
+            }
+            $crate::db::Tx::PostgresPipelined($conn) => {
+                let $conn = &mut **$conn;
+                $body
+            }
+            $crate::db::Tx::Sqlite($conn) => {
+                let $conn = &mut **$conn;
+                $body
+            }
+            $crate::db::Tx::Mysql($mysql) => {
+                let $mysql = &mut **$mysql;
+                $mysql_body
+            }
+        }
+    };
     ($tx:expr, |$conn:ident| $body:expr) => {
         match $tx {
             $crate::db::Tx::Postgres($conn) => {
@@ -81,6 +112,10 @@ macro_rules! on_backend {
                 $body
             }
             $crate::db::Tx::Sqlite($conn) => {
+                let $conn = &mut **$conn;
+                $body
+            }
+            $crate::db::Tx::Mysql($conn) => {
                 let $conn = &mut **$conn;
                 $body
             }
@@ -158,6 +193,8 @@ enum Pools {
         readers: ConnectionPool<sqlite::Connection>,
         writer: SqliteWriter,
     },
+    /// One connection per unit, statement or transaction.
+    Mysql(ConnectionPool<AsyncMysqlConnection>),
 }
 
 impl Database {
@@ -187,6 +224,11 @@ impl Database {
                     .map_err(DbOpenError::WriterThread)?;
                 Pools::Sqlite { readers, writer }
             }
+            DatabaseUrl::Mysql(text) => Pools::Mysql(ConnectionPool::new(
+                mysql_manager(text, options.isolation),
+                options,
+                true,
+            )),
         };
         Ok(Self {
             pools,
@@ -296,6 +338,7 @@ impl Database {
                     }
                 })
             }
+            Pools::Mysql(pool) => run_mysql(pool, boundary, work).await,
         }
     }
 
@@ -322,8 +365,27 @@ impl Database {
                 exclusive,
             } => run_postgres(pipelined, exclusive, boundary, work).await,
             Pools::Sqlite { writer, .. } => writer.run(boundary, work).await,
+            // Always in a transaction: without RETURNING, a write that
+            // returns its row takes a second statement to read it back.
+            Pools::Mysql(pool) => run_mysql(pool, Boundary::Transaction, work).await,
         }
     }
+}
+
+/// MySQL runs each unit on a pooled connection of its own.
+async fn run_mysql<R: Send>(
+    pool: &ConnectionPool<AsyncMysqlConnection>,
+    boundary: Boundary,
+    work: impl for<'c> UnitOfWork<'c, R>,
+) -> Result<R, DbError> {
+    let mut conn = pool.get().await?;
+    Ok(match boundary {
+        Boundary::Statement => work(Tx::Mysql(&mut conn)).await?,
+        Boundary::Transaction => {
+            conn.transaction(async move |conn| work(Tx::Mysql(conn)).await)
+                .await?
+        }
+    })
 }
 
 /// PostgreSQL runs reads and writes alike: one statement pipelined on a
@@ -371,6 +433,17 @@ fn postgres_manager(
     AsyncDieselConnectionManager::new_with_config(url, config)
 }
 
+/// Pooled MySQL connections to `url`, set up by [`mysql::establish`].
+fn mysql_manager(
+    url: &str,
+    isolation: Isolation,
+) -> AsyncDieselConnectionManager<AsyncMysqlConnection> {
+    let mut config = ManagerConfig::default();
+    config.custom_setup = Box::new(move |url| mysql::establish(url, isolation).boxed());
+    config.recycling_method = RecyclingMethod::CustomFunction(Box::new(is_open));
+    AsyncDieselConnectionManager::new_with_config(url, config)
+}
+
 /// Pooled SQLite connections to `path`, set up by [`sqlite::establish`].
 fn sqlite_manager(path: &str) -> AsyncDieselConnectionManager<sqlite::Connection> {
     let mut config = ManagerConfig::default();
@@ -383,7 +456,9 @@ fn sqlite_manager(path: &str) -> AsyncDieselConnectionManager<sqlite::Connection
 /// stuck in a transaction. It costs no round trip, unlike diesel-async's
 /// default `SELECT 1`, which would double the round trips of a one-statement
 /// call.
-fn is_open(conn: &mut AsyncPgConnection) -> futures_util::future::BoxFuture<'_, QueryResult<()>> {
+fn is_open<C: PoolableConnection>(
+    conn: &mut C,
+) -> futures_util::future::BoxFuture<'_, QueryResult<()>> {
     let result = if conn.is_broken() {
         Err(diesel::result::Error::DatabaseError(
             diesel::result::DatabaseErrorKind::ClosedConnection,
@@ -393,6 +468,21 @@ fn is_open(conn: &mut AsyncPgConnection) -> futures_util::future::BoxFuture<'_, 
         Ok(())
     };
     std::future::ready(result).boxed()
+}
+
+/// The id MySQL gave the row the connection's last INSERT stored (the
+/// first row's, for an INSERT of several rows: InnoDB gives a multi-row
+/// INSERT consecutive ids). Per connection, so concurrent inserts on other
+/// connections never change it.
+pub async fn last_insert_id(conn: &mut AsyncMysqlConnection) -> QueryResult<i64> {
+    use diesel::sql_types::{BigInt, Unsigned};
+    use diesel_async::RunQueryDsl;
+    let id: u64 = diesel::select(diesel::dsl::sql::<Unsigned<BigInt>>("LAST_INSERT_ID()"))
+        .get_result(conn)
+        .await?;
+    i64::try_from(id).map_err(|_| {
+        diesel::result::Error::DeserializationError("LAST_INSERT_ID() beyond BIGINT".into())
+    })
 }
 
 /// The one row a write statement returned, read with `load`, which reads

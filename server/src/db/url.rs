@@ -11,16 +11,21 @@ pub enum DatabaseUrl {
     Sqlite(PathBuf),
     /// `postgres://...` or `postgresql://...`, handed to the driver as is.
     Postgres(String),
+    /// `mysql://USER[:PASSWORD]@HOST[:PORT]/DB`, MySQL or MariaDB, handed to
+    /// the driver as is.
+    Mysql(String),
 }
 
 /// Why a database URL was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UrlError {
     /// The scheme is not one of ours.
-    #[error("unsupported database URL scheme '{0}': expected sqlite://PATH or postgres://...")]
+    #[error(
+        "unsupported database URL scheme '{0}': expected sqlite://PATH, postgres://... or mysql://..."
+    )]
     UnsupportedScheme(String),
     /// No `scheme://` at all.
-    #[error("'{0}' is not a database URL: expected sqlite://PATH or postgres://...")]
+    #[error("'{0}' is not a database URL: expected sqlite://PATH, postgres://... or mysql://...")]
     NotAUrl(String),
     /// `sqlite://` with nothing after it.
     #[error("sqlite:// URL without a file path: expected sqlite://PATH, e.g. sqlite://users.db")]
@@ -34,6 +39,9 @@ pub enum UrlError {
     /// A `postgres://` URL that the driver cannot parse.
     #[error("invalid PostgreSQL URL: {0}")]
     InvalidPostgres(String),
+    /// A `mysql://` URL that the driver cannot parse.
+    #[error("invalid MySQL URL: {0}")]
+    InvalidMysql(String),
 }
 
 impl FromStr for DatabaseUrl {
@@ -54,6 +62,11 @@ impl FromStr for DatabaseUrl {
                     .map_err(|error| UrlError::InvalidPostgres(error.to_string()))?;
                 Ok(Self::Postgres(text.to_owned()))
             }
+            "mysql" => {
+                mysql_async::Opts::from_url(text)
+                    .map_err(|error| UrlError::InvalidMysql(error.to_string()))?;
+                Ok(Self::Mysql(text.to_owned()))
+            }
             _ => Err(UrlError::UnsupportedScheme(scheme.to_owned())),
         }
     }
@@ -64,7 +77,7 @@ impl fmt::Display for DatabaseUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Sqlite(path) => write!(f, "sqlite://{}", path.display()),
-            Self::Postgres(text) => match url::Url::parse(text) {
+            Self::Postgres(text) | Self::Mysql(text) => match url::Url::parse(text) {
                 Ok(mut url) if url.password().is_some() => {
                     let _ = url.set_password(Some("***"));
                     f.write_str(url.as_str())
@@ -110,7 +123,10 @@ mod tests {
     #[test]
     fn unusable_urls_say_what_is_wrong() {
         let error = |text: &str| text.parse::<DatabaseUrl>().unwrap_err().to_string();
-        assert!(error("mysql://localhost/db").contains("unsupported database URL scheme 'mysql'"));
+        assert!(
+            error("oracle://localhost/db").contains("unsupported database URL scheme 'oracle'")
+        );
+        assert!(error("mysql://root@localhost:notaport/db").contains("invalid MySQL URL"));
         assert!(error("users.db").contains("is not a database URL"));
         assert!(error("sqlite://").contains("without a file path"));
         assert!(error("sqlite://:memory:").contains("in-memory"));
@@ -118,9 +134,17 @@ mod tests {
     }
 
     #[test]
+    fn mysql_urls_are_accepted() {
+        let url = "mysql://root@127.0.0.1:3306/test";
+        assert_eq!(url.parse(), Ok(DatabaseUrl::Mysql(url.to_owned())));
+    }
+
+    #[test]
     fn passwords_never_reach_the_logs() {
         let url: DatabaseUrl = "postgres://app:s3cret@db:5432/users".parse().unwrap();
         assert_eq!(url.to_string(), "postgres://app:***@db:5432/users");
         assert!(!format!("{url:?}").contains("s3cret"));
+        let url: DatabaseUrl = "mysql://app:s3cret@db:3306/users".parse().unwrap();
+        assert_eq!(url.to_string(), "mysql://app:***@db:3306/users");
     }
 }

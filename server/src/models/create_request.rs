@@ -28,7 +28,8 @@ impl CreateRequest {
     /// Stores `new_user` and remembers `request_id` for it, atomically, in
     /// as few steps as the backend allows: on PostgreSQL one statement (so
     /// that it needs no explicit transaction and can be pipelined), on
-    /// SQLite two in a transaction (a savepoint inside the writer's group).
+    /// SQLite and MySQL two in a transaction (a savepoint inside the
+    /// writer's group, or inside the unit's transaction).
     ///
     /// Fails with a unique violation, changing nothing, if `request_id` is
     /// remembered already (by a create that came first, or one that
@@ -50,6 +51,22 @@ impl CreateRequest {
             Tx::Sqlite(conn) => {
                 conn.transaction(async |conn| {
                     let mut tx = Tx::Sqlite(conn);
+                    let user = new_user.insert(&mut tx).await?;
+                    Self::record(
+                        &mut tx,
+                        request_id,
+                        new_user.user_name(),
+                        user.id,
+                        user.create_time,
+                    )
+                    .await?;
+                    Ok(user)
+                })
+                .await
+            }
+            Tx::Mysql(conn) => {
+                conn.transaction(async |conn| {
+                    let mut tx = Tx::Mysql(conn);
                     let user = new_user.insert(&mut tx).await?;
                     Self::record(
                         &mut tx,

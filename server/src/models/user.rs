@@ -4,7 +4,7 @@ use chrono::{NaiveDateTime, SubsecRound, Utc};
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
-use crate::db::{Tx, on_backend, schema::users, written_row};
+use crate::db::{Tx, last_insert_id, on_backend, schema::users, written_row};
 use crate::domain::{After, Etag, NameMatch, OrderBy, SortField, UserId, UserName};
 
 /// A stored user.
@@ -71,6 +71,15 @@ impl NewUser {
                 .load(conn)
                 .await
                 .and_then(written_row)
+        }, without_returning: |conn| {
+            // Read back by the id the insert took, on the same connection,
+            // in the unit's transaction: exactly the row it wrote.
+            diesel::insert_into(users::table)
+                .values(self.values())
+                .execute(conn)
+                .await?;
+            let id = last_insert_id(conn).await?;
+            users::table.find(id).select(User::as_select()).first(conn).await
         })
     }
 
@@ -173,6 +182,29 @@ impl User {
                     .await
                     .and_then(written_row)
                     .optional(),
+            }
+        }, without_returning: |conn| {
+            // The UPDATE locks the row until the unit's transaction ends, so
+            // the row read back is the one it wrote. (Every rename changes
+            // the revision, so "rows changed" is "rows matched".)
+            let target = users::table.filter(users::id.eq(id.get()));
+            let changed = match expected {
+                None => diesel::update(target).set(changes).execute(conn).await?,
+                Some(etag) => {
+                    diesel::update(target.filter(users::revision.eq(etag.revision())))
+                        .set(changes)
+                        .execute(conn)
+                        .await?
+                }
+            };
+            match changed {
+                0 => Ok(None),
+                _ => users::table
+                    .find(id.get())
+                    .select(User::as_select())
+                    .first(conn)
+                    .await
+                    .map(Some),
             }
         })?;
         match updated {

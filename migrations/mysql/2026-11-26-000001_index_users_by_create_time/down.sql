@@ -1,0 +1,1 @@
+DROP INDEX users_create_time_id_idx ON users;
