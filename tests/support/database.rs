@@ -9,6 +9,7 @@ use diesel_async::{
     AsyncConnection, AsyncMysqlConnection, AsyncPgConnection, SimpleAsyncConnection,
     sync_connection_wrapper::SyncConnectionWrapper,
 };
+use futures_util::FutureExt;
 use rand::Rng;
 
 /// Where the PostgreSQL tests create their databases: a URL of a role that may
@@ -185,37 +186,36 @@ impl WriteLock {
 
 impl Drop for TestDatabase {
     fn drop(&mut self) {
-        if let Self::Mysql { admin_url, name } = self {
-            let (admin_url, name) = (admin_url.clone(), name.clone());
-            let cleanup = std::thread::spawn(move || {
-                tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("cannot build a runtime to drop the test database")
-                    .block_on(async {
-                        mysql_admin(&admin_url)
-                            .await
-                            .batch_execute(&format!("DROP DATABASE IF EXISTS {name}"))
-                            .await
-                            .unwrap_or_else(|error| panic!("cannot drop database {name}: {error}"));
-                    });
-            });
-            let _ = cleanup.join();
-        }
-        if let Self::Postgres { admin_url, name } = self {
-            // Drop runs outside any runtime (or inside one that may not block),
-            // so the clean-up gets a thread and a runtime of its own.
-            let (admin_url, name) = (admin_url.clone(), name.clone());
-            let cleanup = std::thread::spawn(move || {
-                tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("cannot build a runtime to drop the test database")
-                    .block_on(drop_database(&admin_url, &name));
-            });
-            let _ = cleanup.join();
-        }
+        let drop = match self {
+            Self::Sqlite { .. } => return,
+            Self::Postgres { admin_url, name } => {
+                let (admin_url, name) = (admin_url.clone(), name.clone());
+                async move { drop_database(&admin_url, &name).await }.boxed()
+            }
+            Self::Mysql { admin_url, name } => {
+                let (admin_url, name) = (admin_url.clone(), name.clone());
+                async move { drop_mysql_database(&admin_url, &name).await }.boxed()
+            }
+        };
+        // Drop runs outside any runtime (or inside one that may not block),
+        // so the clean-up gets a thread and a runtime of its own.
+        let cleanup = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("cannot build a runtime to drop the test database")
+                .block_on(drop);
+        });
+        let _ = cleanup.join();
     }
+}
+
+async fn drop_mysql_database(admin_url: &str, name: &str) {
+    mysql_admin(admin_url)
+        .await
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {name}"))
+        .await
+        .unwrap_or_else(|error| panic!("cannot drop database {name}: {error}"));
 }
 
 async fn drop_database(admin_url: &str, name: &str) {

@@ -50,37 +50,36 @@ impl CreateRequest {
             Tx::PostgresPipelined(conn) => statement.load(&mut **conn).await.and_then(written_row),
             Tx::Sqlite(conn) => {
                 conn.transaction(async |conn| {
-                    let mut tx = Tx::Sqlite(conn);
-                    let user = new_user.insert(&mut tx).await?;
-                    Self::record(
-                        &mut tx,
-                        request_id,
-                        new_user.user_name(),
-                        user.id,
-                        user.create_time,
-                    )
-                    .await?;
-                    Ok(user)
+                    Self::insert_and_record(&mut Tx::Sqlite(conn), new_user, request_id).await
                 })
                 .await
             }
             Tx::Mysql(conn) => {
                 conn.transaction(async |conn| {
-                    let mut tx = Tx::Mysql(conn);
-                    let user = new_user.insert(&mut tx).await?;
-                    Self::record(
-                        &mut tx,
-                        request_id,
-                        new_user.user_name(),
-                        user.id,
-                        user.create_time,
-                    )
-                    .await?;
-                    Ok(user)
+                    Self::insert_and_record(&mut Tx::Mysql(conn), new_user, request_id).await
                 })
                 .await
             }
         }
+    }
+
+    /// The two steps of [`create_user`](Self::create_user) where it takes
+    /// two.
+    async fn insert_and_record(
+        tx: &mut Tx<'_>,
+        new_user: &NewUser,
+        request_id: &RequestId,
+    ) -> QueryResult<User> {
+        let user = new_user.insert(tx).await?;
+        Self::record(
+            tx,
+            request_id,
+            new_user.user_name(),
+            user.id,
+            user.create_time,
+        )
+        .await?;
+        Ok(user)
     }
 
     /// The create remembered under each of `request_ids` that has one,
