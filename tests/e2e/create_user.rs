@@ -120,6 +120,11 @@ async fn hundreds_of_concurrent_creates_are_all_stored_exactly_once(backend: Bac
 
     let ids: HashSet<i64> = created.iter().map(|user| user.id).collect();
     assert_eq!(ids.len(), names.len(), "every create got its own id");
+    // Each caller got its own row back, not one a concurrent create wrote
+    // (MySQL, without RETURNING, reads it back by LAST_INSERT_ID()).
+    for (name, user) in names.iter().zip(&created) {
+        assert_eq!(&user.name, name, "{user:?}");
+    }
 
     let stored: Vec<_> = app
         .client
@@ -132,4 +137,11 @@ async fn hundreds_of_concurrent_creates_are_all_stored_exactly_once(backend: Bac
     assert_eq!(stored_names, names.into_iter().collect::<HashSet<_>>());
     let stored_ids: HashSet<_> = stored.iter().map(|user| user.id).collect();
     assert_eq!(stored_ids, ids);
+    for user in &stored {
+        let returned = created
+            .iter()
+            .find(|created| created.id == user.id)
+            .unwrap();
+        assert_eq!(returned, user, "what the create returned is what is stored");
+    }
 }
