@@ -302,13 +302,15 @@ async fn an_oversized_message_is_out_of_range_and_not_kept() {
     );
     // Keeping the messages would add 4,096 KiB a send (120 MiB in all).
     // What grows is a one-time amount (HTTP/2 receive buffers, allocator
-    // caches), reached within the first few sends, then flat.
+    // caches), in the allocator's 2 MiB segments, then flat: over the last
+    // 15 sends, less than one message's worth (CI once saw one more
+    // segment at send 17; keeping the messages would add 60 MiB there).
     assert!(
         peak.saturating_sub(before) < 8 * 1024,
         "anonymous memory grew from {before} to {peak} KiB"
     );
     assert!(
-        after.saturating_sub(halfway) < 512,
+        after.saturating_sub(halfway) < 4 * 1024,
         "anonymous memory kept growing: {after_each:?}"
     );
     assert_eq!(panics_logged(&server), Vec::<String>::new());
