@@ -3,15 +3,20 @@
 //! Every query is written once, in [`models`](crate::models), against a
 //! [`Tx`]; `on_backend!` compiles it for each backend. What differs per
 //! backend is kept small and named:
-//! - connection set-up ([`sqlite::establish`], [`postgres::establish`]),
+//! - connection set-up ([`sqlite::establish`], [`postgres::establish`],
+//!   [`mysql::establish`]),
 //! - pools: PostgreSQL pipelines one-statement units over a few shared
 //!   connections and gives each explicit transaction a pooled connection of
 //!   its own; SQLite has many readers, whose statements run on the calling
 //!   worker, and a single writer on a thread of its own, which commits the
 //!   units waiting for it in groups (`sqlite_writer`): SQLite serializes
-//!   writes anyway, and one writer avoids lock convoys and `SQLITE_BUSY`,
+//!   writes anyway, and one writer avoids lock convoys and `SQLITE_BUSY`;
+//!   MySQL lends each unit a pooled connection, and runs every write in a
+//!   transaction,
 //! - migrations ([`migrations`], one directory per backend),
-//! - the [`Tx`] variant the unit of work runs on.
+//! - the [`Tx`] variant the unit of work runs on,
+//! - for writes that return rows, a second body without RETURNING, which
+//!   MySQL lacks (`on_backend!`'s `without_returning:`).
 //!
 //! Every unit of work may run more than once: after losing a conflict with
 //! a concurrent transaction it runs again, whole ([`retry`]).
@@ -451,7 +456,7 @@ fn sqlite_manager(path: &str) -> AsyncDieselConnectionManager<sqlite::Connection
     AsyncDieselConnectionManager::new_with_config(path, config)
 }
 
-/// The check a pooled PostgreSQL connection passes before each use: that it
+/// The check a pooled PostgreSQL or MySQL connection passes before each use: that it
 /// is still open (the server may have closed it, e.g. on a restart) and not
 /// stuck in a transaction. It costs no round trip, unlike diesel-async's
 /// default `SELECT 1`, which would double the round trips of a one-statement
