@@ -60,7 +60,7 @@ pub enum ClientError {
     /// The endpoint URL is invalid or the first connection failed (TLS
     /// included: a server certificate not trusted, a client certificate
     /// refused).
-    #[error("cannot connect to {endpoint}: {}", causes(source))]
+    #[error("cannot connect to {endpoint}: {}", with_causes(source))]
     Connect {
         /// The endpoint as given to [`UsersClient::connect`](crate::UsersClient::connect)
         /// or [`UsersClient::builder`](crate::UsersClient::builder).
@@ -246,14 +246,15 @@ fn transport_failure_message(status: &Status) -> String {
     let mut text = status.message().to_owned();
     if let Some(source) = std::error::Error::source(status) {
         text.push_str(": ");
-        text.push_str(&causes(source));
+        text.push_str(&with_causes(source));
     }
     text
 }
 
-/// `error` and its sources, outermost first: tonic's transport error alone
-/// says only "transport error".
-fn causes(error: &(dyn std::error::Error + 'static)) -> String {
+/// `error` and its causes, outermost first, for logs and error messages:
+/// tonic says only "transport error", tokio-postgres only "db error", and
+/// leave the why ("Connection refused") to their sources.
+pub fn with_causes(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

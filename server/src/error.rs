@@ -14,20 +14,9 @@ use tonic_types::{ErrorDetails, StatusExt};
 use crate::db::DbError;
 use crate::domain::Invalid;
 
-/// `error` and its causes, outermost first, for logs and start-up errors:
-/// tokio-postgres says only "db error" and tonic only "transport error",
-/// and leave the why ("Connection refused", "the database system is
-/// shutting down") to their sources.
-pub fn with_causes(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
+/// `error` and its causes, outermost first, for logs and start-up errors
+/// (one formatter for the client and the server).
+pub use users_client::error::with_causes;
 
 /// The `ErrorInfo.domain` of every error this service returns.
 pub const ERROR_DOMAIN: &str = "users.v1";

@@ -107,24 +107,7 @@ macro_rules! on_backend {
         }
     };
     ($tx:expr, |$conn:ident| $body:expr) => {
-        match $tx {
-            $crate::db::Tx::Postgres($conn) => {
-                let $conn = &mut **$conn;
-                $body
-            }
-            $crate::db::Tx::PostgresPipelined($conn) => {
-                let $conn = &mut **$conn;
-                $body
-            }
-            $crate::db::Tx::Sqlite($conn) => {
-                let $conn = &mut **$conn;
-                $body
-            }
-            $crate::db::Tx::Mysql($conn) => {
-                let $conn = &mut **$conn;
-                $body
-            }
-        }
+        $crate::db::on_backend!($tx, |$conn| $body, without_returning: |$conn| $body)
     };
 }
 pub(crate) use on_backend;
