@@ -71,14 +71,8 @@ impl CreateRequest {
         request_id: &RequestId,
     ) -> QueryResult<User> {
         let user = new_user.insert(tx).await?;
-        Self::record(
-            tx,
-            request_id,
-            new_user.user_name(),
-            user.id,
-            user.create_time,
-        )
-        .await?;
+        let created = [(request_id, new_user.user_name(), user.id)];
+        Self::record_all(tx, &created, user.create_time).await?;
         Ok(user)
     }
 
@@ -97,25 +91,42 @@ impl CreateRequest {
         })
     }
 
-    /// Remembers that the create under `request_id` made `user_id`.
-    pub async fn record(
+    /// Remembers, for each `(request_id, name, user_id)`, that the create
+    /// under `request_id` asking for `name` made `user_id`, in the order
+    /// given (one INSERT, where the backend allows).
+    pub async fn record_all(
         tx: &mut Tx<'_>,
-        request_id: &RequestId,
-        name: &UserName,
-        user_id: i64,
+        created: &[(&RequestId, &UserName, i64)],
         now: NaiveDateTime,
     ) -> QueryResult<()> {
-        on_backend!(tx, |conn| {
-            diesel::insert_into(create_requests::table)
-                .values((
+        if created.is_empty() {
+            return Ok(());
+        }
+        let rows: Vec<_> = created
+            .iter()
+            .map(|(request_id, name, user_id)| {
+                (
                     create_requests::request_id.eq(request_id.as_str()),
                     create_requests::name.eq(name.as_str()),
-                    create_requests::user_id.eq(user_id),
+                    create_requests::user_id.eq(*user_id),
                     create_requests::create_time.eq(now),
-                ))
-                .execute(conn)
-                .await
-        })?;
+                )
+            })
+            .collect();
+        let insert = diesel::insert_into(create_requests::table);
+        match tx {
+            Tx::Postgres(conn) => insert.values(rows).execute(&mut **conn).await?,
+            Tx::PostgresPipelined(conn) => insert.values(rows).execute(&mut **conn).await?,
+            Tx::Mysql(conn) => insert.values(rows).execute(&mut **conn).await?,
+            // diesel has no multi-row INSERT for SQLite (it lacks DEFAULT);
+            // in-process, a row at a time costs little.
+            Tx::Sqlite(conn) => {
+                for row in rows {
+                    insert.values(row).execute(&mut **conn).await?;
+                }
+                created.len()
+            }
+        };
         Ok(())
     }
 

@@ -199,7 +199,7 @@ async fn create_in(
         }
     }
     let earlier_ids: Vec<i64> = remembered.values().map(|earlier| earlier.user_id).collect();
-    let mut earlier_users: HashMap<i64, User> = if earlier_ids.is_empty() {
+    let earlier_users: HashMap<i64, User> = if earlier_ids.is_empty() {
         HashMap::new()
     } else {
         User::get_many(tx, &earlier_ids)
@@ -224,39 +224,59 @@ async fn create_in(
     for request_id in &expired {
         CreateRequest::forget(tx, request_id).await?;
     }
-    let mut users = Vec::with_capacity(entries.len());
-    let mut to_record = Vec::new();
+    // What each entry gets: the user an earlier create made, or one of the
+    // users inserted now. Entries sharing a new request id share its user.
+    let mut new_users = Vec::new();
+    let mut made_here: HashMap<&str, usize> = HashMap::new();
+    let mut to_record: Vec<(&RequestId, usize)> = Vec::new();
+    let mut sources = Vec::with_capacity(entries.len());
     for entry in entries {
         let known = entry
             .request_id
             .as_ref()
             .and_then(|request_id| remembered.get(request_id.as_str()))
-            .and_then(|earlier| earlier_users.get(&earlier.user_id));
+            .and_then(|earlier| earlier_users.get(&earlier.user_id).cloned());
         if let Some(user) = known {
-            users.push(user.clone());
+            sources.push(Source::Earlier(user));
             continue;
         }
-        let user = NewUser::new(entry.name.clone(), now).insert(tx).await?;
-        if let Some(request_id) = &entry.request_id {
-            // A later entry with the same request id gets this user.
-            remembered.insert(
-                request_id.as_str().to_owned(),
-                CreateRequest {
-                    name: entry.name.as_str().to_owned(),
-                    user_id: user.id,
-                    create_time: now,
-                },
-            );
-            earlier_users.insert(user.id, user.clone());
-            to_record.push((request_id, &entry.name, user.id));
+        if let Some(request_id) = &entry.request_id
+            && let Some(&index) = made_here.get(request_id.as_str())
+        {
+            sources.push(Source::New(index));
+            continue;
         }
-        users.push(user);
+        let index = new_users.len();
+        new_users.push(NewUser::new(entry.name.clone(), now));
+        if let Some(request_id) = &entry.request_id {
+            made_here.insert(request_id.as_str(), index);
+            to_record.push((request_id, index));
+        }
+        sources.push(Source::New(index));
     }
+    let inserted = NewUser::insert_all(tx, &new_users).await?;
+    let mut to_record: Vec<_> = to_record
+        .into_iter()
+        .map(|(request_id, index)| (request_id, new_users[index].user_name(), inserted[index].id))
+        .collect();
     to_record.sort_unstable_by_key(|(request_id, _, _)| request_id.as_str());
-    for (request_id, name, user_id) in to_record {
-        CreateRequest::record(tx, request_id, name, user_id, now).await?;
-    }
+    CreateRequest::record_all(tx, &to_record, now).await?;
+    let users = sources
+        .into_iter()
+        .map(|source| match source {
+            Source::Earlier(user) => user,
+            Source::New(index) => inserted[index].clone(),
+        })
+        .collect();
     Ok(Ok(users))
+}
+
+/// Where an entry of a batch gets its user from.
+enum Source {
+    /// The create its request id was remembered for.
+    Earlier(User),
+    /// The users inserted now, at this index.
+    New(usize),
 }
 
 /// Request ids remembered since before this are forgotten.
