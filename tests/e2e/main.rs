@@ -35,6 +35,7 @@ mod auth;
 mod batch_create;
 mod change_user;
 mod client;
+mod conformance;
 mod create_user;
 mod deadlines;
 mod export;
