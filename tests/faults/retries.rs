@@ -1,7 +1,7 @@
 //! Conflicting transactions at once: renames of one user, and batches
 //! creating the same request ids, each in its own order. At `--isolation
-//! serializable` PostgreSQL rolls back all but one of them (40001) and the
-//! server runs the losers again; at the default level they wait for each
+//! serializable` PostgreSQL rolls back all but one of them (40001), MySQL
+//! some of them (1213, deadlocks), and the server runs the losers again; at the default level they wait for each
 //! other, and never deadlock (the server writes request ids in one order).
 //! Either way every call succeeds and the end state is as if the calls had
 //! run one at a time.
@@ -38,6 +38,20 @@ async fn postgres_read_committed_racing_batches_never_deadlock() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_serializable_deadlocks_are_retried_until_every_call_succeeds() {
+    // InnoDB's SERIALIZABLE reads take shared locks: batches that read the
+    // same missing request ids, then insert them, deadlock (1213).
+    let retries = conflicting_calls(Backend::Mysql, "serializable").await;
+    assert!(retries > 0, "the calls deadlocked, and were run again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_read_committed_racing_batches_never_deadlock() {
+    let retries = conflicting_calls(Backend::Mysql, "read-committed").await;
+    assert_eq!(retries, 0, "no deadlock, nothing run again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_gives_the_same_answers_to_conflicting_calls() {
     conflicting_calls(Backend::Sqlite, "serializable").await;
 }
@@ -52,9 +66,13 @@ async fn conflicting_calls(backend: Backend, isolation: &str) -> usize {
     renames_of_one_user(&client).await;
     batches_sharing_request_ids(&client).await;
 
-    let retries = server.log_lines_with(RETRY_LINE).len();
-    println!("{backend:?} at {isolation}: transactions run again: {retries}");
-    retries
+    let retried = server.log_lines_with(RETRY_LINE);
+    println!(
+        "{backend:?} at {isolation}: transactions run again: {}; first: {}",
+        retried.len(),
+        retried.first().map_or("-", String::as_str)
+    );
+    retried.len()
 }
 
 /// `RACERS` unconditional renames of one user at once: each succeeds, each
