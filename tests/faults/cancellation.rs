@@ -1,12 +1,15 @@
 //! Thousands of calls cancelled at random points, by their deadline (the
 //! server drops the call) or by the caller dropping it (HTTP/2 RST_STREAM):
-//! no pooled connection is left inside a transaction, every batch is stored
+//! no pooled connection is left inside a transaction (PostgreSQL, MariaDB), every batch is stored
 //! whole or not at all, and the server serves normally afterwards.
 
 use std::{collections::BTreeMap, time::Duration};
 
-use diesel::{QueryableByName, sql_types::Text};
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel::{
+    QueryableByName,
+    sql_types::{BigInt, Text},
+};
+use diesel_async::{AsyncConnection, AsyncMysqlConnection, AsyncPgConnection, RunQueryDsl};
 use futures_util::{StreamExt, future::join_all, stream};
 use rand::Rng;
 use tonic::Code;
@@ -21,6 +24,11 @@ const BATCH: usize = 10;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_calls_cancelled_at_random_points_leave_every_connection_clean() {
     cancelled_at_random_points(Backend::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_calls_cancelled_at_random_points_leave_no_transaction_open() {
+    cancelled_at_random_points(Backend::Mysql).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -58,18 +66,29 @@ async fn cancelled_at_random_points(backend: Backend) {
         "some calls were cancelled"
     );
 
-    if backend == Backend::Postgres {
-        // The server drops a cancelled call's connection if it was inside a
-        // transaction; PostgreSQL notices the closed socket at once.
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let sessions = session_states(&app).await;
-        println!("PostgreSQL sessions of the server afterwards, by state: {sessions:?}");
-        for state in sessions.keys() {
-            assert_eq!(
-                state, "idle",
-                "no session is left in a transaction: {sessions:?}"
-            );
+    // The server drops a cancelled call's connection if it was inside a
+    // transaction; the database notices the closed socket at once.
+    match backend {
+        Backend::Postgres => {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let sessions = session_states(&app).await;
+            println!("PostgreSQL sessions of the server afterwards, by state: {sessions:?}");
+            for state in sessions.keys() {
+                assert_eq!(
+                    state, "idle",
+                    "no session is left in a transaction: {sessions:?}"
+                );
+            }
         }
+        Backend::Mysql => {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let (sessions, open) = mysql_sessions(&app).await;
+            println!(
+                "MariaDB sessions of the server afterwards: {sessions}, with a transaction open: {open}"
+            );
+            assert_eq!(open, 0, "no session is left in a transaction");
+        }
+        Backend::Sqlite => {}
     }
 
     // Whole or nothing.
@@ -170,6 +189,34 @@ async fn cancelled_call(app: &TestApp, call: usize, target: i64) -> Code {
 struct SessionState {
     #[diesel(sql_type = Text)]
     state: String,
+}
+
+/// The server's sessions on its MariaDB database, and how many of them
+/// have an InnoDB transaction open.
+async fn mysql_sessions(app: &TestApp) -> (i64, i64) {
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = BigInt)]
+        count: i64,
+    }
+    let mut conn = AsyncMysqlConnection::establish(&app.database().url())
+        .await
+        .unwrap();
+    let mut count = async |sql: &str| -> i64 {
+        let rows: Vec<Count> = diesel::sql_query(sql).load(&mut conn).await.unwrap();
+        rows[0].count
+    };
+    let ours = "p.db = DATABASE() AND p.id <> CONNECTION_ID()";
+    let sessions = count(&format!(
+        "SELECT COUNT(*) AS count FROM information_schema.PROCESSLIST p WHERE {ours}"
+    ))
+    .await;
+    let open = count(&format!(
+        "SELECT COUNT(*) AS count FROM information_schema.INNODB_TRX t \
+         JOIN information_schema.PROCESSLIST p ON p.id = t.trx_mysql_thread_id WHERE {ours}"
+    ))
+    .await;
+    (sessions, open)
 }
 
 /// The server's sessions on its database, counted by `pg_stat_activity`

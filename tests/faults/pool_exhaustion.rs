@@ -155,3 +155,69 @@ async fn sqlite_writes_that_cannot_start_in_time_are_unavailable_and_not_applied
     );
     assert!(after.id > before.id);
 }
+
+/// MySQL lends each call a connection of its own: with every write waiting
+/// for a lock held outside the server, as many creates as the pool has
+/// connections wait and then succeed; the rest get UNAVAILABLE at the pool
+/// timeout, with nothing written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_calls_beyond_the_pool_are_unavailable_within_the_pool_timeout() {
+    let app = spawn_app_with(Backend::Mysql, |config| {
+        config.pool_size = POOL_SIZE;
+        config.pool_timeout = POOL_TIMEOUT;
+    })
+    .await;
+    let lock = app.database().lock_for_writes().await;
+
+    let started = Instant::now();
+    let creates = join_all((0..POOL_SIZE as usize + EXTRA).map(|i| {
+        let client = app.client.clone();
+        async move {
+            let result = client.create_user(format!("create-{i}")).await;
+            (result, started.elapsed())
+        }
+    }));
+    let release = async {
+        tokio::time::sleep(POOL_TIMEOUT * 4).await;
+        lock.release().await;
+    };
+    let (creates, ()) = tokio::join!(creates, release);
+
+    let succeeded: Vec<_> = creates
+        .iter()
+        .filter_map(|(result, _)| result.as_ref().ok())
+        .collect();
+    let unavailable: Vec<Duration> = creates
+        .iter()
+        .filter_map(|(result, took)| match result {
+            Err(ClientError::Unavailable(_)) => Some(*took),
+            _ => None,
+        })
+        .collect();
+    let slowest = unavailable.iter().max().copied().unwrap_or_default();
+    println!(
+        "MySQL: {} creates at once on a pool of {POOL_SIZE}, writes locked: {} succeeded, \
+         {} UNAVAILABLE, the slowest after {slowest:?} (pool timeout {POOL_TIMEOUT:?})",
+        creates.len(),
+        succeeded.len(),
+        unavailable.len(),
+    );
+    assert_eq!(succeeded.len(), POOL_SIZE as usize, "{creates:?}");
+    assert_eq!(unavailable.len(), EXTRA, "{creates:?}");
+    for took in unavailable {
+        assert!(
+            took >= POOL_TIMEOUT && took < POOL_TIMEOUT * 2,
+            "UNAVAILABLE after the pool timeout, not later: {took:?}"
+        );
+    }
+
+    // Only the creates that succeeded were stored, and the pool is healthy.
+    let stored = crate::crash::stored_users(&app.client).await;
+    assert_eq!(stored.len(), POOL_SIZE as usize, "{stored:?}");
+    let again = join_all((0..4 * POOL_SIZE).map(|i| {
+        let client = app.client.clone();
+        async move { client.create_user(format!("again-{i}")).await }
+    }))
+    .await;
+    assert!(again.iter().all(Result::is_ok), "{again:?}");
+}

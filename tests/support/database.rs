@@ -152,10 +152,8 @@ impl TestDatabase {
             }
             Self::Mysql { .. } => {
                 let mut conn = AsyncMysqlConnection::establish(&self.url()).await.unwrap();
-                // Other sessions may read these tables, not write them.
-                conn.batch_execute("LOCK TABLES users READ, create_requests READ")
-                    .await
-                    .unwrap();
+                // Other sessions may read the table, not write it.
+                conn.batch_execute("LOCK TABLES users READ").await.unwrap();
                 WriteLock::Mysql(Box::new(conn))
             }
         }
@@ -169,7 +167,7 @@ pub enum WriteLock {
     Sqlite(SyncConnectionWrapper<SqliteConnection>),
     /// `LOCK TABLE users IN SHARE MODE`.
     Postgres(Box<AsyncPgConnection>),
-    /// `LOCK TABLES users READ, create_requests READ`.
+    /// `LOCK TABLES users READ`.
     Mysql(Box<AsyncMysqlConnection>),
 }
 
