@@ -367,13 +367,14 @@ async fn run_mysql<R: Send>(
     work: impl for<'c> UnitOfWork<'c, R>,
 ) -> Result<R, DbError> {
     let mut conn = pool.get().await?;
-    Ok(match boundary {
-        Boundary::Statement => work(Tx::Mysql(&mut conn)).await?,
+    let result = match boundary {
+        Boundary::Statement => work(Tx::Mysql(&mut conn)).await,
         Boundary::Transaction => {
             conn.transaction(async move |conn| work(Tx::Mysql(conn)).await)
-                .await?
+                .await
         }
-    })
+    };
+    conn.forget_if_lost(result.map_err(DbError::from))
 }
 
 /// PostgreSQL runs reads and writes alike: one statement pipelined on a
@@ -401,7 +402,7 @@ async fn run_postgres<R: Send>(
                 .transaction(async move |conn| work(Tx::Postgres(conn)).await)
                 .await;
             cancel.disarm();
-            Ok(result?)
+            conn.forget_if_lost(result.map_err(DbError::from))
         }
     }
 }
