@@ -25,6 +25,11 @@ async fn postgres_server_killed_mid_write_loses_no_acknowledged_create() {
     killed_mid_write(Backend::Postgres).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_server_killed_mid_write_loses_no_acknowledged_create() {
+    killed_mid_write(Backend::Mysql).await;
+}
+
 async fn killed_mid_write(backend: Backend) {
     let db = TestDatabase::create(backend).await;
     let mut server = ServerProcess::start(&db.url(), &[]);

@@ -6,9 +6,10 @@
 //! RELIABILITY.md collects the numbers.
 //!
 //! Tests that stop PostgreSQL start a cluster of their own
-//! ([`users_tests::PrivatePostgres`]); the others use the server at
-//! `USERS_TEST_POSTGRES_URL`, in a database of their own, and fail, never
-//! skip, when it is unreachable.
+//! ([`users_tests::PrivatePostgres`]), and tests that stop MariaDB a server
+//! of their own ([`users_tests::PrivateMysql`]); the others use the servers
+//! at `USERS_TEST_POSTGRES_URL` and `USERS_TEST_MYSQL_URL`, in a database
+//! of their own, and fail, never skip, when it is unreachable.
 //!
 //! By default each takes seconds, for CI; `USERS_TEST_SOAK=N` makes them
 //! soak tests, N times longer (N outages, N kills, N times the calls).
@@ -16,6 +17,7 @@
 mod cancellation;
 mod crash;
 mod failover;
+mod id_numbering;
 mod load;
 mod outage;
 mod pool_exhaustion;
