@@ -37,7 +37,7 @@ async fn mysql_crashed_under_load_fails_fast_and_recovers_without_a_restart() {
 }
 
 /// A database server of the test's own, which it may stop and start again.
-trait PrivateDatabase: Sized {
+pub trait PrivateDatabase: Sized {
     /// Its name, in messages.
     const NAME: &str;
     /// What the server logs about it while it is down, the first always

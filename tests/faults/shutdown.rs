@@ -13,9 +13,9 @@ use tonic_health::pb::{
     health_client::HealthClient,
 };
 use users_client::pb;
-use users_tests::{Backend, PrivatePostgres, StopMode, TestDatabase};
+use users_tests::{Backend, PrivateMysql, PrivatePostgres, StopMode, TestDatabase};
 
-use crate::server::ServerProcess;
+use crate::{outage::PrivateDatabase, server::ServerProcess};
 
 const DRAIN: Duration = Duration::from_secs(1);
 
@@ -126,11 +126,18 @@ async fn sigterm_drains_for_the_drain_timeout_then_closes_a_stalled_stream_and_e
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_is_not_serving_while_postgres_is_down_and_serving_when_it_is_back() {
-    let postgres = PrivatePostgres::start();
-    let server = ServerProcess::start(
-        &postgres.url("postgres"),
-        &["--health-check-interval", "200ms"],
-    );
+    health_follows_the_database::<PrivatePostgres>().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_is_not_serving_while_mysql_is_down_and_serving_when_it_is_back() {
+    health_follows_the_database::<PrivateMysql>().await;
+}
+
+async fn health_follows_the_database<D: PrivateDatabase>() {
+    let name = D::NAME;
+    let (database, url) = tokio::task::block_in_place(D::start_with_database);
+    let server = ServerProcess::start(&url, &["--health-check-interval", "200ms"]);
     let mut service = watch(&server, "users.v1.UserService").await;
     let mut whole = watch(&server, "").await;
     let within = Duration::from_secs(3);
@@ -144,7 +151,7 @@ async fn health_is_not_serving_while_postgres_is_down_and_serving_when_it_is_bac
     );
 
     let stopped = Instant::now();
-    tokio::task::block_in_place(|| postgres.stop(StopMode::Fast));
+    tokio::task::block_in_place(|| database.go_down(StopMode::Fast));
     assert_eq!(
         next_status(&mut service, within).await,
         ServingStatus::NotServing
@@ -156,7 +163,7 @@ async fn health_is_not_serving_while_postgres_is_down_and_serving_when_it_is_bac
     let noticed_down = stopped.elapsed();
 
     let started = Instant::now();
-    tokio::task::block_in_place(|| postgres.start_again());
+    tokio::task::block_in_place(|| database.come_back());
     assert_eq!(
         next_status(&mut service, within).await,
         ServingStatus::Serving
@@ -168,7 +175,7 @@ async fn health_is_not_serving_while_postgres_is_down_and_serving_when_it_is_bac
     let noticed_back = started.elapsed();
     println!(
         "health with --health-check-interval 200ms: NOT_SERVING {noticed_down:?} after \
-         PostgreSQL was stopped, SERVING {noticed_back:?} after it was started again"
+         {name} was stopped, SERVING {noticed_back:?} after it was started again"
     );
     assert!(server.log_lines_with("health is NOT_SERVING").len() == 1);
 }
