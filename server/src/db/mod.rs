@@ -459,37 +459,6 @@ fn is_open<C: PoolableConnection>(
     std::future::ready(result).boxed()
 }
 
-/// The ids MySQL gave the `count` rows the connection's last INSERT
-/// stored, in order.
-///
-/// `LAST_INSERT_ID()` is the first row's id, per connection (concurrent
-/// inserts elsewhere never change it). InnoDB numbers the rows of one
-/// multi-row INSERT of known size (a "simple insert") in one step, in
-/// every `innodb_autoinc_lock_mode`, so they follow it
-/// `@@auto_increment_increment` apart (1, unless set otherwise, as a Galera
-/// cluster does).
-pub async fn inserted_ids(conn: &mut AsyncMysqlConnection, count: usize) -> QueryResult<Vec<i64>> {
-    use diesel::dsl::sql;
-    use diesel::sql_types::{BigInt, Unsigned};
-    use diesel_async::RunQueryDsl;
-    let (first, step): (u64, u64) = diesel::select((
-        sql::<Unsigned<BigInt>>("LAST_INSERT_ID()"),
-        sql::<Unsigned<BigInt>>("@@auto_increment_increment"),
-    ))
-    .get_result(conn)
-    .await?;
-    let beyond_bigint =
-        || diesel::result::Error::DeserializationError("an inserted id beyond BIGINT".into());
-    (0..count as u64)
-        .map(|n| {
-            n.checked_mul(step)
-                .and_then(|offset| first.checked_add(offset))
-                .and_then(|id| i64::try_from(id).ok())
-                .ok_or_else(beyond_bigint)
-        })
-        .collect()
-}
-
 /// The one row a write statement returned, read with `load`, which reads
 /// the whole result: use it for every write that returns rows, never
 /// `get_result`.

@@ -1,10 +1,13 @@
 //! MySQL and MariaDB connections: what every new connection must set before
-//! use.
+//! use, and the ids an INSERT gave its rows (there is no RETURNING).
 
 use std::time::Duration;
 
-use diesel::{ConnectionError, ConnectionResult};
-use diesel_async::{AsyncConnection, AsyncMysqlConnection, SimpleAsyncConnection};
+use diesel::mysql::Mysql;
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
+use diesel::sql_types::{BigInt, Unsigned};
+use diesel::{ConnectionError, ConnectionResult, QueryResult};
+use diesel_async::{AsyncConnection, AsyncMysqlConnection, RunQueryDsl, SimpleAsyncConnection};
 
 use super::Isolation;
 
@@ -51,9 +54,55 @@ pub async fn establish(url: &str, isolation: Isolation) -> ConnectionResult<Asyn
     Ok(conn)
 }
 
+/// The ids MySQL gave the `count` rows the connection's last INSERT
+/// stored, in order.
+///
+/// `LAST_INSERT_ID()` is the first row's id, per connection (concurrent
+/// inserts elsewhere never change it). InnoDB numbers the rows of one
+/// multi-row INSERT of known size (a "simple insert") in one step, in
+/// every `innodb_autoinc_lock_mode`, so they follow it
+/// `@@auto_increment_increment` apart (1, unless set otherwise, as a Galera
+/// cluster does).
+pub async fn inserted_ids(conn: &mut AsyncMysqlConnection, count: usize) -> QueryResult<Vec<i64>> {
+    let (first, step): (u64, u64) = InsertedIds.get_result(conn).await?;
+    let beyond_bigint =
+        || diesel::result::Error::DeserializationError("an inserted id beyond BIGINT".into());
+    (0..count as u64)
+        .map(|n| {
+            n.checked_mul(step)
+                .and_then(|offset| first.checked_add(offset))
+                .and_then(|id| i64::try_from(id).ok())
+                .ok_or_else(beyond_bigint)
+        })
+        .collect()
+}
+
+/// `SELECT LAST_INSERT_ID(), @@auto_increment_increment`: a query type of
+/// its own, rather than `sql`, so that diesel keeps it prepared (it never
+/// caches raw SQL), as it runs after every insert.
+#[derive(Debug, Clone, Copy, QueryId)]
+struct InsertedIds;
+
+impl Query for InsertedIds {
+    type SqlType = (Unsigned<BigInt>, Unsigned<BigInt>);
+}
+
+impl QueryFragment<Mysql> for InsertedIds {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Mysql>) -> QueryResult<()> {
+        out.push_sql("SELECT LAST_INSERT_ID(), @@auto_increment_increment");
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_inserted_ids_query_is_one_diesel_keeps_prepared() {
+        const { assert!(<InsertedIds as QueryId>::HAS_STATIC_QUERY_ID) };
+        assert_eq!(InsertedIds.is_safe_to_cache_prepared(&Mysql), Ok(true));
+    }
 
     #[test]
     fn the_session_runs_at_the_configured_isolation_level() {

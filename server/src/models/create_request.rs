@@ -114,6 +114,12 @@ impl CreateRequest {
             })
             .collect();
         let insert = diesel::insert_into(create_requests::table);
+        if let [row] = &rows[..] {
+            // One row (a CreateUser): diesel keeps a single-row INSERT
+            // prepared, never a multi-row one.
+            on_backend!(tx, |conn| insert.values(*row).execute(conn).await)?;
+            return Ok(());
+        }
         match tx {
             Tx::Postgres(conn) => insert.values(rows).execute(&mut **conn).await?,
             Tx::PostgresPipelined(conn) => insert.values(rows).execute(&mut **conn).await?,

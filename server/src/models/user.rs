@@ -4,7 +4,7 @@ use chrono::{NaiveDateTime, SubsecRound, Utc};
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
-use crate::db::{Tx, inserted_ids, on_backend, schema::users, written_row};
+use crate::db::{Tx, mysql::inserted_ids, on_backend, schema::users, written_row};
 use crate::domain::{After, Etag, NameMatch, OrderBy, SortField, UserId, UserName};
 
 /// A stored user.
