@@ -4,14 +4,16 @@
 //! - `load` drives one RPC against it and reports throughput, latency and
 //!   the server's peak memory;
 //! - `sqlite-seed` and `sqlite-ceiling` do the same work directly on a
-//!   SQLite file, to tell what the database alone can do (PostgreSQL's
-//!   ceiling comes from pgbench with the scripts in `bench/pgbench/`).
+//!   SQLite file, to tell what the database alone can do, and
+//!   `mysql-ceiling` the same on MySQL or MariaDB (PostgreSQL's ceiling
+//!   comes from pgbench with the scripts in `bench/pgbench/`).
 //!
 //! `bench/run` runs them all and compares; see `bench/README.md`.
 
 mod connect;
 mod error;
 mod load;
+mod mysql_ceiling;
 mod progress;
 mod report;
 mod rss;
@@ -48,6 +50,8 @@ enum Command {
     SqliteSeed(sqlite_seed::SqliteSeedArgs),
     /// Measure SQLite itself running the statements behind one RPC.
     SqliteCeiling(sqlite_ceiling::CeilingArgs),
+    /// Measure MySQL or MariaDB itself running the statements behind one RPC.
+    MysqlCeiling(mysql_ceiling::MysqlCeilingArgs),
 }
 
 fn main() -> ExitCode {
@@ -71,6 +75,11 @@ fn run(command: Command) -> Result<(), BenchError> {
         Command::SqliteSeed(args) => sqlite_seed::run(&args),
         Command::SqliteCeiling(args) => {
             let report = sqlite_ceiling::run(&args)?;
+            report.print(args.json)?;
+            report.ensure_no_failures()
+        }
+        Command::MysqlCeiling(args) => {
+            let report = runtime()?.block_on(mysql_ceiling::run(&args))?;
             report.print(args.json)?;
             report.ensure_no_failures()
         }

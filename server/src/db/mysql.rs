@@ -81,7 +81,7 @@ pub async fn inserted_ids(conn: &mut AsyncMysqlConnection, count: usize) -> Quer
 /// its own, rather than `sql`, so that diesel keeps it prepared (it never
 /// caches raw SQL), as it runs after every insert.
 #[derive(Debug, Clone, Copy, QueryId)]
-struct InsertedIds;
+pub struct InsertedIds;
 
 impl Query for InsertedIds {
     type SqlType = (Unsigned<BigInt>, Unsigned<BigInt>);
