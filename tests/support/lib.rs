@@ -8,6 +8,7 @@ mod database;
 mod http;
 mod private_mysql;
 mod private_postgres;
+mod system;
 
 use std::{net::SocketAddr, path::Path};
 

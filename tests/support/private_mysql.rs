@@ -3,8 +3,6 @@
 //! shared server that the other MySQL tests use).
 
 use std::{
-    net::TcpListener,
-    os::unix::fs::MetadataExt,
     path::PathBuf,
     process::{Child, Command, Output, Stdio},
     sync::{Mutex, PoisonError},
@@ -12,7 +10,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::StopMode;
+use crate::{
+    StopMode,
+    system::{free_port, owner_when_root},
+};
 
 /// The directory that holds MariaDB's programs (`mariadb-install-db`,
 /// `mariadbd`, `mariadb-admin`, `mariadb`), if they are not in `PATH`,
@@ -89,21 +90,24 @@ impl PrivateMysql {
 
     /// Creates the empty database `name`.
     pub fn create_database(&self, name: &str) {
-        let port = self.port.to_string();
-        let statement = format!("CREATE DATABASE {name}");
-        run(
-            "mariadb",
-            &[
-                "--no-defaults",
-                "--protocol=tcp",
-                "--host=127.0.0.1",
-                "--port",
-                &port,
-                "--user=root",
-                "--execute",
-                &statement,
-            ],
-        );
+        let mut args = self.client_args();
+        args.extend(["--execute".to_owned(), format!("CREATE DATABASE {name}")]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run("mariadb", &args);
+    }
+
+    /// How MariaDB's client programs reach this server: as `root`, over
+    /// TCP, ignoring the machine's option files.
+    fn client_args(&self) -> Vec<String> {
+        [
+            "--no-defaults",
+            "--protocol=tcp",
+            "--host=127.0.0.1",
+            &format!("--port={}", self.port),
+            "--user=root",
+        ]
+        .map(str::to_owned)
+        .to_vec()
     }
 
     /// Stops the server; returns once it has exited. [`StopMode::Fast`] is
@@ -190,18 +194,9 @@ impl PrivateMysql {
 
     /// Whether the server answers a ping on its port.
     fn answers(&self) -> bool {
-        let port = self.port.to_string();
         command("mariadb-admin")
-            .args([
-                "--no-defaults",
-                "--protocol=tcp",
-                "--host=127.0.0.1",
-                "--port",
-                &port,
-                "--user=root",
-                "--connect-timeout=1",
-                "ping",
-            ])
+            .args(self.client_args())
+            .args(["--connect-timeout=1", "ping"])
             .output()
             .unwrap_or_else(|error| panic!("cannot run mariadb-admin: {error}"))
             .status
@@ -289,35 +284,7 @@ fn program(name: &str) -> PathBuf {
         })
 }
 
-/// When we run as root, the uid and gid to run MariaDB as: those of the
-/// `mysql` user, which the server package creates (mariadbd refuses to run
-/// as root unless told to).
+/// When we run as root, the uid and gid to run MariaDB as.
 fn mysql_owner() -> Option<(u32, u32)> {
-    let running_as_root = std::fs::metadata("/proc/self").is_ok_and(|me| me.uid() == 0);
-    if !running_as_root {
-        return None;
-    }
-    let id = |flag: &str| -> u32 {
-        let output = Command::new("id")
-            .args([flag, "mysql"])
-            .output()
-            .expect("cannot run id");
-        assert!(
-            output.status.success(),
-            "running as root, the MySQL fault tests need a `mysql` user to run MariaDB as"
-        );
-        String::from_utf8_lossy(&output.stdout)
-            .trim()
-            .parse()
-            .expect("id prints a number")
-    };
-    Some((id("-u"), id("-g")))
-}
-
-/// A loopback port nobody listens on right now.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("cannot find a free port")
-        .port()
+    owner_when_root("mysql", "MariaDB")
 }

@@ -2,11 +2,11 @@
 //! stop, crash and start again without disturbing anyone else.
 
 use std::{
-    net::TcpListener,
-    os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
     process::{Command, Output},
 };
+
+use crate::system::{free_port, owner_when_root};
 
 /// Where `initdb` and `pg_ctl` are, if not in the newest
 /// `/usr/lib/postgresql/*/bin`.
@@ -184,34 +184,7 @@ fn bindir() -> PathBuf {
     })
 }
 
-/// When we run as root, the uid and gid to run PostgreSQL as: those of the
-/// `postgres` user, which the server package creates.
+/// When we run as root, the uid and gid to run PostgreSQL as.
 fn postgres_owner() -> Option<(u32, u32)> {
-    let running_as_root = std::fs::metadata("/proc/self").is_ok_and(|me| me.uid() == 0);
-    if !running_as_root {
-        return None;
-    }
-    let id = |flag: &str| -> u32 {
-        let output = Command::new("id")
-            .args([flag, "postgres"])
-            .output()
-            .expect("cannot run id");
-        assert!(
-            output.status.success(),
-            "running as root, the fault tests need a `postgres` user to run PostgreSQL as"
-        );
-        String::from_utf8_lossy(&output.stdout)
-            .trim()
-            .parse()
-            .expect("id prints a number")
-    };
-    Some((id("-u"), id("-g")))
-}
-
-/// A loopback port nobody listens on right now.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("cannot find a free port")
-        .port()
+    owner_when_root("postgres", "PostgreSQL")
 }
