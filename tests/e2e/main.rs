@@ -37,6 +37,7 @@ mod change_user;
 mod client;
 mod conformance;
 mod create_user;
+mod database_urls;
 mod deadlines;
 mod export;
 mod find_users;

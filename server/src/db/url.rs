@@ -9,7 +9,9 @@ pub enum DatabaseUrl {
     /// relative to the working directory, `sqlite:///var/lib/users.db` is
     /// absolute.
     Sqlite(PathBuf),
-    /// `postgres://...` or `postgresql://...`, handed to the driver as is.
+    /// `postgres://...` or `postgresql://...`, handed to the driver as is:
+    /// several hosts too (`postgres://u@h1:5432,h2:5432/db?target_session_attrs=read-write`
+    /// connects to whichever accepts writes).
     Postgres(String),
     /// `mysql://USER[:PASSWORD]@HOST[:PORT]/DB`, MySQL or MariaDB, handed to
     /// the driver as is.
@@ -58,7 +60,9 @@ impl FromStr for DatabaseUrl {
                 path => Ok(Self::Sqlite(PathBuf::from(path))),
             },
             "postgres" | "postgresql" => {
-                url::Url::parse(text)
+                // The driver's own parser: it knows the multi-host form,
+                // which a generic URL parser refuses.
+                tokio_postgres::Config::from_str(text)
                     .map_err(|error| UrlError::InvalidPostgres(error.to_string()))?;
                 Ok(Self::Postgres(text.to_owned()))
             }
@@ -77,14 +81,27 @@ impl fmt::Display for DatabaseUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Sqlite(path) => write!(f, "sqlite://{}", path.display()),
-            Self::Postgres(text) | Self::Mysql(text) => match url::Url::parse(text) {
-                Ok(mut url) if url.password().is_some() => {
-                    let _ = url.set_password(Some("***"));
-                    f.write_str(url.as_str())
-                }
-                _ => f.write_str(text),
-            },
+            Self::Postgres(text) | Self::Mysql(text) => f.write_str(&without_password(text)),
         }
+    }
+}
+
+/// `text` with the password of its `scheme://user:password@` part, if any,
+/// replaced by `***`. By hand, not with a URL parser: a multi-host
+/// PostgreSQL URL is not a URL to one, and would come out unmasked.
+fn without_password(text: &str) -> String {
+    let Some((scheme, rest)) = text.split_once("://") else {
+        return text.to_owned();
+    };
+    // The user info ends at the last '@' before the path (a password may
+    // hold '@' or '/' only percent-encoded, but be generous).
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return text.to_owned();
+    };
+    match rest[..at].split_once(':') {
+        Some((user, _password)) => format!("{scheme}://{user}:***{}", &rest[at..]),
+        None => text.to_owned(),
     }
 }
 
@@ -140,11 +157,38 @@ mod tests {
     }
 
     #[test]
+    fn postgres_urls_may_name_several_hosts() {
+        let url = "postgres://app:s3cret@127.0.0.1:5433,127.0.0.1:5434/users?target_session_attrs=read-write";
+        let parsed: DatabaseUrl = url.parse().unwrap();
+        assert_eq!(parsed, DatabaseUrl::Postgres(url.to_owned()));
+        assert_eq!(
+            parsed.to_string(),
+            "postgres://app:***@127.0.0.1:5433,127.0.0.1:5434/users?target_session_attrs=read-write"
+        );
+    }
+
+    #[test]
     fn passwords_never_reach_the_logs() {
         let url: DatabaseUrl = "postgres://app:s3cret@db:5432/users".parse().unwrap();
         assert_eq!(url.to_string(), "postgres://app:***@db:5432/users");
         assert!(!format!("{url:?}").contains("s3cret"));
         let url: DatabaseUrl = "mysql://app:s3cret@db:3306/users".parse().unwrap();
         assert_eq!(url.to_string(), "mysql://app:***@db:3306/users");
+        assert_eq!(
+            without_password("postgres://app@db/users"),
+            "postgres://app@db/users"
+        );
+        assert_eq!(
+            without_password("postgres://db/users"),
+            "postgres://db/users"
+        );
+        assert_eq!(
+            without_password("postgres://app:p@ss@db/users"),
+            "postgres://app:***@db/users"
+        );
+        assert_eq!(
+            without_password("postgres://app:pw@db/users?note=a@b"),
+            "postgres://app:***@db/users?note=a@b"
+        );
     }
 }
