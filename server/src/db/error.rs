@@ -68,7 +68,10 @@ impl DbError {
                 // PostgreSQL 57P01-57P03: "terminating connection due to
                 // administrator command", "the database system is shutting
                 // down", ...; MySQL's driver: the socket failed or closed;
-                // MySQL 1053, 1927: shutting down, connection killed.
+                // MySQL 1053, 1927: shutting down, connection killed;
+                // Galera 1047: the node left the primary component (the
+                // statement did not run; the next connection goes to
+                // another node).
                 DatabaseErrorKind::Unknown => {
                     let message = info.message();
                     message.starts_with("terminating connection")
@@ -77,6 +80,7 @@ impl DbError {
                         || message.contains("Connection to the server is closed")
                         || message.starts_with("Server shutdown in progress")
                         || message.starts_with("Connection was killed")
+                        || message.starts_with("WSREP has not yet prepared node")
                 }
                 _ => false,
             },

@@ -24,7 +24,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 ///   server's configuration may say otherwise);
 /// - the isolation level of `--isolation` for every transaction, the
 ///   implicit one around a lone statement included (InnoDB's own default
-///   is REPEATABLE READ).
+///   is REPEATABLE READ);
+/// - then a query, which a Galera node outside the primary component
+///   refuses (1047) while it still takes `SET`.
 fn session_setup(isolation: Isolation) -> String {
     let level = match isolation {
         Isolation::ReadCommitted => "READ COMMITTED",
@@ -34,12 +36,37 @@ fn session_setup(isolation: Isolation) -> String {
         "SET time_zone = '+00:00';
          SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE,\
          ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION';
-         SET SESSION TRANSACTION ISOLATION LEVEL {level};"
+         SET SESSION TRANSACTION ISOLATION LEVEL {level};
+         SELECT 1;"
     )
 }
 
-/// Opens a connection to `url`, set up as [`session_setup`] says.
+/// Opens a connection to `url`, set up as [`session_setup`] says: to the
+/// first of its hosts ([`hosts`]) that accepts it and answers queries.
+///
+/// A node of a Galera cluster that has left the primary component accepts
+/// connections and `SET`, but refuses queries (1047, "WSREP has not yet
+/// prepared node for application use"): the `SELECT 1` of the set-up finds
+/// it out, and the next host is tried.
 pub async fn establish(url: &str, isolation: Isolation) -> ConnectionResult<AsyncMysqlConnection> {
+    let hosts = hosts(url);
+    if let [(_, only)] = &hosts[..] {
+        return establish_one(only, isolation).await;
+    }
+    let mut failures = Vec::new();
+    for (host, host_url) in hosts {
+        match establish_one(&host_url, isolation).await {
+            Ok(conn) => return Ok(conn),
+            Err(error) => failures.push(format!("{host}: {error}")),
+        }
+    }
+    Err(ConnectionError::BadConnection(format!(
+        "no host answered: {}",
+        failures.join("; ")
+    )))
+}
+
+async fn establish_one(url: &str, isolation: Isolation) -> ConnectionResult<AsyncMysqlConnection> {
     let mut conn = tokio::time::timeout(CONNECT_TIMEOUT, AsyncMysqlConnection::establish(url))
         .await
         .map_err(|_| {
@@ -52,6 +79,26 @@ pub async fn establish(url: &str, isolation: Isolation) -> ConnectionResult<Asyn
         .await
         .map_err(ConnectionError::CouldntSetupConfiguration)?;
     Ok(conn)
+}
+
+/// The hosts of a `mysql://` URL, each with the URL of that host alone:
+/// `mysql://u:p@h1:3306,h2:3307/db?x` names `h1:3306` and `h2:3307` (the
+/// form PostgreSQL's driver reads; MySQL's takes one host). A URL with one
+/// host is that host's URL.
+pub fn hosts(url: &str) -> Vec<(String, String)> {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return vec![(url.to_owned(), url.to_owned())];
+    };
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let (user, hosts) = match authority.rsplit_once('@') {
+        Some((user, hosts)) => (format!("{user}@"), hosts),
+        None => (String::new(), authority),
+    };
+    hosts
+        .split(',')
+        .map(|host| (host.to_owned(), format!("{scheme}://{user}{host}{tail}")))
+        .collect()
 }
 
 /// The ids MySQL gave the `count` rows the connection's last INSERT
@@ -102,6 +149,26 @@ mod tests {
     fn the_inserted_ids_query_is_one_diesel_keeps_prepared() {
         const { assert!(<InsertedIds as QueryId>::HAS_STATIC_QUERY_ID) };
         assert_eq!(InsertedIds.is_safe_to_cache_prepared(&Mysql), Ok(true));
+    }
+
+    #[test]
+    fn several_hosts_are_tried_one_by_one() {
+        let two = hosts("mysql://app:pw@10.0.0.1:3306,10.0.0.2:3307/users?ssl-mode=disabled");
+        assert_eq!(
+            two,
+            [
+                (
+                    "10.0.0.1:3306".to_owned(),
+                    "mysql://app:pw@10.0.0.1:3306/users?ssl-mode=disabled".to_owned()
+                ),
+                (
+                    "10.0.0.2:3307".to_owned(),
+                    "mysql://app:pw@10.0.0.2:3307/users?ssl-mode=disabled".to_owned()
+                ),
+            ]
+        );
+        let one = "mysql://root@127.0.0.1:3306/test";
+        assert_eq!(hosts(one), [("127.0.0.1:3306".to_owned(), one.to_owned())]);
     }
 
     #[test]

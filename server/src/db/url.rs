@@ -14,7 +14,9 @@ pub enum DatabaseUrl {
     /// connects to whichever accepts writes).
     Postgres(String),
     /// `mysql://USER[:PASSWORD]@HOST[:PORT]/DB`, MySQL or MariaDB, handed to
-    /// the driver as is.
+    /// the driver as is; several hosts (`@h1:3306,h2:3306/`, a Galera
+    /// cluster) are tried in order, each connection going to the first
+    /// that answers ([`mysql::establish`](super::mysql::establish)).
     Mysql(String),
 }
 
@@ -67,8 +69,10 @@ impl FromStr for DatabaseUrl {
                 Ok(Self::Postgres(text.to_owned()))
             }
             "mysql" => {
-                mysql_async::Opts::from_url(text)
-                    .map_err(|error| UrlError::InvalidMysql(error.to_string()))?;
+                for (_, host_url) in super::mysql::hosts(text) {
+                    mysql_async::Opts::from_url(&host_url)
+                        .map_err(|error| UrlError::InvalidMysql(error.to_string()))?;
+                }
                 Ok(Self::Mysql(text.to_owned()))
             }
             _ => Err(UrlError::UnsupportedScheme(scheme.to_owned())),
@@ -152,8 +156,16 @@ mod tests {
 
     #[test]
     fn mysql_urls_are_accepted() {
-        let url = "mysql://root@127.0.0.1:3306/test";
-        assert_eq!(url.parse(), Ok(DatabaseUrl::Mysql(url.to_owned())));
+        for url in [
+            "mysql://root@127.0.0.1:3306/test",
+            "mysql://root@127.0.0.1:3307,127.0.0.1:3308,127.0.0.1:3309/users",
+        ] {
+            assert_eq!(url.parse(), Ok(DatabaseUrl::Mysql(url.to_owned())));
+        }
+        let error = "mysql://root@127.0.0.1:3307,host:port/users"
+            .parse::<DatabaseUrl>()
+            .unwrap_err();
+        assert!(error.to_string().contains("invalid MySQL URL"), "{error}");
     }
 
     #[test]
