@@ -48,6 +48,7 @@ mod operations;
 mod ordering;
 mod paging;
 mod readme;
+mod replicas;
 mod request_ids;
 mod tls;
 mod x_request_id;

@@ -171,6 +171,18 @@ impl TestApp {
         self.server = Some(server.running);
     }
 
+    /// Another server on this app's database, with default settings, as a
+    /// second replica of the service would run. Drop it before the app.
+    pub async fn replica(&self) -> Replica {
+        let server = start(&Config::new(loopback_port_0(), self.db.url())).await;
+        let endpoint = format!("http://{}", server.addr);
+        Replica {
+            client: connect(&endpoint).await,
+            endpoint,
+            server: Some(server.running),
+        }
+    }
+
     /// The server's `/metrics` page. Panics if it serves no metrics.
     pub async fn scrape_metrics(&self) -> String {
         let addr = self.metrics_addr.expect("the server serves metrics");
@@ -181,6 +193,26 @@ impl TestApp {
 }
 
 impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(server) = self.server.take() {
+            let _ = server.stop.send(());
+            server.task.abort();
+        }
+    }
+}
+
+/// A second server on a [`TestApp`]'s database ([`TestApp::replica`]);
+/// stopped on drop.
+#[derive(Debug)]
+pub struct Replica {
+    /// `http://ADDR`.
+    pub endpoint: String,
+    /// A client connected to it alone, sending each call once.
+    pub client: UsersClient,
+    server: Option<RunningServer>,
+}
+
+impl Drop for Replica {
     fn drop(&mut self) {
         if let Some(server) = self.server.take() {
             let _ = server.stop.send(());
