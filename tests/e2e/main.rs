@@ -47,6 +47,7 @@ mod metrics;
 mod operations;
 mod ordering;
 mod paging;
+mod pgbouncer;
 mod readme;
 mod replicas;
 mod request_ids;
