@@ -6,8 +6,12 @@
 //! RELIABILITY.md collects the numbers.
 //!
 //! Tests that stop PostgreSQL start a cluster of their own
-//! ([`users_tests::PrivatePostgres`]), and tests that stop MariaDB a server
-//! of their own ([`users_tests::PrivateMysql`]); the others use the servers
+//! ([`users_tests::PrivatePostgres`]), the PostgreSQL failover test
+//! (`pg_failover`) a pg_auto_failover formation of its own
+//! ([`users_tests::PgAutoFailover`]: `pg_autoctl`, from the Debian packages
+//! pg-auto-failover-cli and postgresql-15-auto-failover),
+//! and tests that stop MariaDB a server of their own
+//! ([`users_tests::PrivateMysql`]); the others use the servers
 //! at `USERS_TEST_POSTGRES_URL` and `USERS_TEST_MYSQL_URL`, in a database
 //! of their own, and fail, never skip, when it is unreachable.
 //!
@@ -20,6 +24,7 @@ mod failover;
 mod id_numbering;
 mod load;
 mod outage;
+mod pg_failover;
 mod pool_exhaustion;
 mod reload;
 mod retries;

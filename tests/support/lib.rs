@@ -6,6 +6,7 @@
 mod certificates;
 mod database;
 mod http;
+mod pg_auto_failover;
 mod pgbouncer;
 mod private_mysql;
 mod private_postgres;
@@ -20,6 +21,7 @@ use users_server::{Application, Config, StartupError, tls::TlsFlags};
 pub use certificates::TestCertificates;
 pub use database::{Backend, POSTGRES_URL_VAR, TestDatabase, WriteLock};
 pub use http::{HttpResponse, http_get};
+pub use pg_auto_failover::{FormationNode, PgAutoFailover};
 pub use pgbouncer::{Pgbouncer, PoolMode};
 pub use private_mysql::{MARIADB_BINDIR_VAR, PrivateMysql};
 pub use private_postgres::{POSTGRES_BINDIR_VAR, PrivatePostgres, StopMode};
