@@ -5,7 +5,7 @@ use std::sync::{
     Arc, Mutex, PoisonError,
     atomic::{AtomicUsize, Ordering},
 };
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use diesel_async::AsyncPgConnection;
 use tokio::sync::{Semaphore, SemaphorePermit};
@@ -55,9 +55,16 @@ struct Slot {
     /// or swap the `Arc`, never across an await.
     current: Mutex<Option<(Arc<AsyncPgConnection>, Closed)>>,
     /// Held while (re)connecting, so that one call connects and the others
-    /// wait for its result instead of opening connections of their own.
-    connecting: tokio::sync::Mutex<()>,
+    /// wait for its result instead of opening connections of their own;
+    /// holds the last failed attempt, when and why.
+    connecting: tokio::sync::Mutex<Option<(Instant, String)>>,
 }
+
+/// After a failed attempt to connect, calls on the slot fail at once with
+/// its error for this long instead of each trying again: while a database
+/// fails over, every call used to open (and fail) a connection of its own,
+/// hundreds a second, at the node being promoted.
+const RECONNECT_PAUSE: Duration = Duration::from_millis(100);
 
 /// A connection lent by [`PipelinedConnections::get`], with a turn on it.
 pub struct Lent<'p> {
@@ -99,16 +106,24 @@ impl PipelinedConnections {
         if let Some(conn) = slot.live() {
             return Ok(lend(conn));
         }
-        let _connecting = slot.connecting.lock().await;
+        let mut last_failure = slot.connecting.lock().await;
         if let Some(conn) = slot.live() {
             return Ok(lend(conn));
         }
-        let opened = postgres::establish(&self.url, self.isolation)
-            .await
-            .map_err(|error| {
+        if let Some((at, error)) = &*last_failure
+            && at.elapsed() < RECONNECT_PAUSE
+        {
+            return Err(DbError::Unreachable(error.clone()));
+        }
+        let opened = match postgres::establish(&self.url, self.isolation).await {
+            Ok(opened) => opened,
+            Err(error) => {
                 tracing::warn!(%error, "cannot connect to PostgreSQL");
-                DbError::Unreachable(error.to_string())
-            })?;
+                *last_failure = Some((Instant::now(), error.to_string()));
+                return Err(DbError::Unreachable(error.to_string()));
+            }
+        };
+        *last_failure = None;
         let conn = Arc::new(opened.conn);
         *slot.lock() = Some((Arc::clone(&conn), opened.closed));
         Ok(lend(conn))
