@@ -69,8 +69,9 @@ impl DbError {
                 // administrator command", "the database system is shutting
                 // down", ...; MySQL's driver: the socket failed or closed;
                 // MySQL 1053, 1927: shutting down, connection killed;
-                // Galera 1047: the node left the primary component (the
-                // statement did not run; the next connection goes to
+                // Galera 1047 and 1180 at COMMIT ("... Not connected to
+                // Primary Component"): the node left the primary component
+                // (nothing was applied; the next connection goes to
                 // another node).
                 DatabaseErrorKind::Unknown => {
                     let message = info.message();
@@ -81,6 +82,7 @@ impl DbError {
                         || message.starts_with("Server shutdown in progress")
                         || message.starts_with("Connection was killed")
                         || message.starts_with("WSREP has not yet prepared node")
+                        || message.contains("Not connected to Primary Component")
                 }
                 _ => false,
             },
@@ -158,6 +160,15 @@ mod tests {
             database_error(
                 DatabaseErrorKind::Unknown,
                 "Driver error: `Connection to the server is closed.'",
+            ),
+            // Galera, a node outside the primary component.
+            database_error(
+                DatabaseErrorKind::Unknown,
+                "WSREP has not yet prepared node for application use",
+            ),
+            database_error(
+                DatabaseErrorKind::Unknown,
+                "Error while appending streaming replication fragment(provider status: Not connected to Primary Component)",
             ),
         ] {
             assert!(error.is_connection_lost(), "{error}");

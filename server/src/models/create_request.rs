@@ -28,8 +28,8 @@ impl CreateRequest {
     /// Stores `new_user` and remembers `request_id` for it, atomically, in
     /// as few steps as the backend allows: on PostgreSQL one statement (so
     /// that it needs no explicit transaction and can be pipelined), on
-    /// SQLite and MySQL two in a transaction (a savepoint inside the
-    /// writer's group, or inside the unit's transaction).
+    /// SQLite two in a savepoint inside the writer's group, on MySQL two in
+    /// the unit's own transaction.
     ///
     /// Fails with a unique violation, changing nothing, if `request_id` is
     /// remembered already (by a create that came first, or one that
@@ -54,11 +54,14 @@ impl CreateRequest {
                 })
                 .await
             }
+            // Every MySQL write is a transaction of its own already, rolled
+            // back whole on any error: no savepoint. (One would also hide
+            // the error: when InnoDB or Galera aborts the transaction, 1213,
+            // the savepoint is gone too, and diesel reports the failed
+            // ROLLBACK TO SAVEPOINT instead of the conflict, which is then
+            // not run again.)
             Tx::Mysql(conn) => {
-                conn.transaction(async |conn| {
-                    Self::insert_and_record(&mut Tx::Mysql(conn), new_user, request_id).await
-                })
-                .await
+                Self::insert_and_record(&mut Tx::Mysql(conn), new_user, request_id).await
             }
         }
     }
