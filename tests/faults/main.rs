@@ -10,8 +10,11 @@
 //! (`pg_failover`) a pg_auto_failover formation of its own
 //! ([`users_tests::PgAutoFailover`]: `pg_autoctl`, from the Debian packages
 //! pg-auto-failover-cli and postgresql-15-auto-failover),
-//! and tests that stop MariaDB a server of their own
-//! ([`users_tests::PrivateMysql`]); the others use the servers
+//! tests that stop MariaDB a server of their own
+//! ([`users_tests::PrivateMysql`]), and the Galera test (`galera`) a
+//! three-node MariaDB Galera cluster of its own
+//! ([`users_tests::GaleraCluster`]: Debian's galera-4 and rsync, both
+//! dependencies of mariadb-server); the others use the servers
 //! at `USERS_TEST_POSTGRES_URL` and `USERS_TEST_MYSQL_URL`, in a database
 //! of their own, and fail, never skip, when it is unreachable.
 //!
@@ -21,6 +24,7 @@
 mod cancellation;
 mod crash;
 mod failover;
+mod galera;
 mod id_numbering;
 mod load;
 mod outage;

@@ -5,6 +5,7 @@
 
 mod certificates;
 mod database;
+mod galera;
 mod http;
 mod pg_auto_failover;
 mod pgbouncer;
@@ -20,6 +21,7 @@ use users_server::{Application, Config, StartupError, tls::TlsFlags};
 
 pub use certificates::TestCertificates;
 pub use database::{Backend, POSTGRES_URL_VAR, TestDatabase, WriteLock};
+pub use galera::{GALERA_PROVIDER_VAR, GaleraCluster, NodeStatus};
 pub use http::{HttpResponse, http_get};
 pub use pg_auto_failover::{FormationNode, PgAutoFailover};
 pub use pgbouncer::{Pgbouncer, PoolMode};
