@@ -15,15 +15,15 @@ use std::{
     fs::File,
     os::unix::process::CommandExt,
     path::{Path, PathBuf},
-    process::{Child, Command, Output, Stdio},
+    process::{Child, Command, Stdio},
     sync::{Mutex, PoisonError},
     thread,
     time::{Duration, Instant},
 };
 
 use crate::{
-    private_mysql::MARIADB_BINDIR_VAR,
-    system::{free_port, owner_when_root},
+    private_mysql::{SMALL, assert_success, install_data_directory, mysql_owner, program},
+    system::free_port,
 };
 
 /// Where Galera's provider library is, if not at [`DEFAULT_PROVIDER`].
@@ -146,21 +146,7 @@ impl GaleraCluster {
             }
         }
 
-        let datadir = format!("--datadir={}", cluster.datadir(0).display());
-        let mut install = vec![
-            "--no-defaults",
-            &datadir,
-            // `root` without a password (the default, `socket`, would only
-            // let the system's root in, over the socket).
-            "--auth-root-authentication-method=normal",
-            "--skip-test-db",
-            "--skip-name-resolve",
-        ];
-        install.extend(SMALL);
-        if mysql_owner().is_some() {
-            install.push("--user=mysql");
-        }
-        run("mariadb-install-db", &install);
+        install_data_directory(&cluster.datadir(0));
 
         cluster.launch(0, Some("--wsrep-new-cluster"));
         cluster.wait_until_synced(&[0], 1);
@@ -631,10 +617,6 @@ fn distinct_free_ports(count: usize) -> Vec<u16> {
     ports
 }
 
-/// As small as [`crate::PrivateMysql`]'s servers: a 32 MiB buffer pool, an
-/// 8 MiB redo log.
-const SMALL: [&str; 2] = ["--innodb-buffer-pool-size=32M", "--innodb-log-file-size=8M"];
-
 /// Galera's provider library: `USERS_TEST_GALERA_PROVIDER`, or Debian's.
 fn provider() -> PathBuf {
     let path = std::env::var_os(GALERA_PROVIDER_VAR)
@@ -646,50 +628,4 @@ fn provider() -> PathBuf {
         path.display()
     );
     path
-}
-
-/// Runs one of MariaDB's programs; panics with its output if it fails.
-fn run(program_name: &str, args: &[&str]) {
-    let output = Command::new(program(program_name))
-        .stdin(Stdio::null())
-        .args(args)
-        .output()
-        .unwrap_or_else(|error| panic!("cannot run {program_name}: {error}"));
-    assert_success(program_name, args, &output);
-}
-
-fn assert_success(program: &str, args: &[&str], output: &Output) {
-    assert!(
-        output.status.success(),
-        "{program} {args:?} failed: {}\n{}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr),
-    );
-}
-
-/// Where MariaDB's program `name` is, as for [`crate::PrivateMysql`]:
-/// `USERS_TEST_MARIADB_BINDIR`, else `PATH`, `/usr/sbin`, `/usr/bin`.
-fn program(name: &str) -> PathBuf {
-    let dirs: Vec<PathBuf> = match std::env::var_os(MARIADB_BINDIR_VAR) {
-        Some(dir) => vec![PathBuf::from(dir)],
-        None => std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
-            .chain(["/usr/sbin", "/usr/bin"].map(PathBuf::from))
-            .collect(),
-    };
-    dirs.iter()
-        .map(|dir| dir.join(name))
-        .find(|path| path.is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "the Galera fault tests need MariaDB's programs (mariadb-install-db, mariadbd, \
-                 mariadb); {name} is not in {dirs:?}: install mariadb-server or set \
-                 {MARIADB_BINDIR_VAR}"
-            )
-        })
-}
-
-/// When we run as root, the uid and gid to run MariaDB as.
-fn mysql_owner() -> Option<(u32, u32)> {
-    owner_when_root("mysql", "MariaDB")
 }

@@ -64,21 +64,7 @@ impl PrivateMysql {
             std::os::unix::fs::chown(server.dir.path(), Some(uid), Some(gid))
                 .expect("cannot hand the server's directory to the mysql user");
         }
-        let datadir = format!("--datadir={}", server.data().display());
-        let mut install = vec![
-            "--no-defaults",
-            &datadir,
-            // `root` without a password (the default, `socket`, would only
-            // let the system's root in, over the socket).
-            "--auth-root-authentication-method=normal",
-            "--skip-test-db",
-            "--skip-name-resolve",
-        ];
-        install.extend(SMALL);
-        if mysql_owner().is_some() {
-            install.push("--user=mysql");
-        }
-        run("mariadb-install-db", &install);
+        install_data_directory(&server.data());
         server.start_again();
         server
     }
@@ -237,14 +223,39 @@ impl Drop for PrivateMysql {
 /// Options that keep the server small and quick to create: a 32 MiB buffer
 /// pool, an 8 MiB redo log (the default 96 MiB file takes seconds to
 /// write). Durability is left at its default: every commit is flushed.
-const SMALL: [&str; 2] = ["--innodb-buffer-pool-size=32M", "--innodb-log-file-size=8M"];
+pub(crate) const SMALL: [&str; 2] = ["--innodb-buffer-pool-size=32M", "--innodb-log-file-size=8M"];
+
+/// Creates a data directory with `mariadb-install-db`: a `root` user that
+/// needs no password (the default, `socket`, would only let the system's
+/// root in, over the socket), no test database, [`SMALL`].
+pub(crate) fn install_data_directory(datadir: &std::path::Path) {
+    let datadir = format!("--datadir={}", datadir.display());
+    let mut install = vec![
+        "--no-defaults",
+        &datadir,
+        "--auth-root-authentication-method=normal",
+        "--skip-test-db",
+        "--skip-name-resolve",
+    ];
+    install.extend(SMALL);
+    if mysql_owner().is_some() {
+        install.push("--user=mysql");
+    }
+    run("mariadb-install-db", &install);
+}
 
 /// Runs one of MariaDB's programs; panics with its output if it fails.
-fn run(program: &str, args: &[&str]) -> Output {
+pub(crate) fn run(program: &str, args: &[&str]) -> Output {
     let output = command(program)
         .args(args)
         .output()
         .unwrap_or_else(|error| panic!("cannot run {program}: {error}"));
+    assert_success(program, args, &output);
+    output
+}
+
+/// Panics with `output` unless `program` succeeded.
+pub(crate) fn assert_success(program: &str, args: &[&str], output: &Output) {
     assert!(
         output.status.success(),
         "{program} {args:?} failed: {}\n{}\n{}",
@@ -252,7 +263,6 @@ fn run(program: &str, args: &[&str]) -> Output {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr),
     );
-    output
 }
 
 fn command(program_name: &str) -> Command {
@@ -264,7 +274,7 @@ fn command(program_name: &str) -> Command {
 /// Where MariaDB's program `name` is: in `USERS_TEST_MARIADB_BINDIR` if it
 /// is set, else in `PATH`, `/usr/sbin` or `/usr/bin` (Debian puts `mariadbd`
 /// in `/usr/sbin`, which a user's `PATH` may leave out).
-fn program(name: &str) -> PathBuf {
+pub(crate) fn program(name: &str) -> PathBuf {
     let dirs: Vec<PathBuf> = match std::env::var_os(MARIADB_BINDIR_VAR) {
         Some(dir) => vec![PathBuf::from(dir)],
         None => std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
@@ -285,6 +295,6 @@ fn program(name: &str) -> PathBuf {
 }
 
 /// When we run as root, the uid and gid to run MariaDB as.
-fn mysql_owner() -> Option<(u32, u32)> {
+pub(crate) fn mysql_owner() -> Option<(u32, u32)> {
     owner_when_root("mysql", "MariaDB")
 }
