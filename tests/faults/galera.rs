@@ -712,3 +712,36 @@ async fn batches(client: &UsersClient, round: usize, report: &mut ConflictReport
         });
     }
 }
+
+/// Two replicas, each on a node of its own: whatever one acknowledges, the
+/// other reads at once, as on a single server (the session's
+/// `wsrep_sync_wait`: a read or an update first waits until its node has
+/// applied what the cluster had committed), and an etag read through one
+/// is good for a conditional write through the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn galera_a_write_through_one_node_is_read_through_another_at_once() {
+    let cluster = block_in_place(GaleraCluster::start);
+    let first = ServerProcess::start(&cluster.node_url(0), &[]);
+    let second = ServerProcess::start(&cluster.node_url(1), &[]);
+    let (a, b) = (first.client().await, second.client().await);
+    let rounds = 200 * crate::soak();
+    for round in 0..rounds {
+        let created = a.create_user(format!("user-{round}")).await.unwrap();
+        let read = b.get_user(created.id).await;
+        assert_eq!(
+            read.as_ref().ok(),
+            Some(&created),
+            "round {round}: {read:?}"
+        );
+        let renamed = b
+            .rename_user(created.id, format!("renamed-{round}"), Some(&created.etag))
+            .await
+            .unwrap_or_else(|error| panic!("round {round}: {error}"));
+        assert_eq!(
+            a.get_user(created.id).await.unwrap(),
+            renamed,
+            "round {round}"
+        );
+    }
+    println!("galera: {rounds} writes through node 0 read and renamed at once through node 1");
+}
