@@ -51,11 +51,14 @@ fn session_setup(isolation: Isolation) -> String {
 pub async fn establish(url: &str, isolation: Isolation) -> ConnectionResult<AsyncMysqlConnection> {
     let hosts = hosts(url);
     if let [(_, only)] = &hosts[..] {
-        return establish_one(only, isolation).await;
+        return establish_one(only, isolation, CONNECT_TIMEOUT).await;
     }
+    // A host that does not answer at all (a machine gone, not a refused
+    // port) must not hold up the others for the whole timeout.
+    let per_host = CONNECT_TIMEOUT / u32::try_from(hosts.len()).unwrap_or(u32::MAX);
     let mut failures = Vec::new();
     for (host, host_url) in hosts {
-        match establish_one(&host_url, isolation).await {
+        match establish_one(&host_url, isolation, per_host).await {
             Ok(conn) => return Ok(conn),
             Err(error) => failures.push(format!("{host}: {error}")),
         }
@@ -66,14 +69,15 @@ pub async fn establish(url: &str, isolation: Isolation) -> ConnectionResult<Asyn
     )))
 }
 
-async fn establish_one(url: &str, isolation: Isolation) -> ConnectionResult<AsyncMysqlConnection> {
-    let mut conn = tokio::time::timeout(CONNECT_TIMEOUT, AsyncMysqlConnection::establish(url))
+async fn establish_one(
+    url: &str,
+    isolation: Isolation,
+    timeout: Duration,
+) -> ConnectionResult<AsyncMysqlConnection> {
+    let mut conn = tokio::time::timeout(timeout, AsyncMysqlConnection::establish(url))
         .await
         .map_err(|_| {
-            ConnectionError::BadConnection(format!(
-                "no connection within {} s",
-                CONNECT_TIMEOUT.as_secs()
-            ))
+            ConnectionError::BadConnection(format!("no connection within {timeout:?}"))
         })??;
     conn.batch_execute(&session_setup(isolation))
         .await
