@@ -57,29 +57,7 @@ async fn postgres_calls_beyond_the_pool_are_unavailable_within_the_pool_timeout(
         ("renames", renames, transactions),
         ("creates", creates, statements),
     ] {
-        let succeeded = results.iter().filter(|(result, _)| result.is_ok()).count();
-        let unavailable: Vec<Duration> = results
-            .iter()
-            .filter_map(|(result, took)| match result {
-                Err(ClientError::Unavailable(_)) => Some(*took),
-                _ => None,
-            })
-            .collect();
-        let slowest = unavailable.iter().max().copied().unwrap_or_default();
-        println!(
-            "{what}: {} at once on a pool of {capacity}: {succeeded} succeeded, {} UNAVAILABLE, \
-             the slowest after {slowest:?} (pool timeout {POOL_TIMEOUT:?})",
-            results.len(),
-            unavailable.len(),
-        );
-        assert_eq!(succeeded, capacity, "{what}: {results:?}");
-        assert_eq!(unavailable.len(), EXTRA, "{what}: {results:?}");
-        for took in unavailable {
-            assert!(
-                took >= POOL_TIMEOUT && took < POOL_TIMEOUT * 2,
-                "{what}: UNAVAILABLE after the pool timeout, not later: {took:?}"
-            );
-        }
+        beyond_the_pool(what, &results, capacity);
     }
 
     // Healthy afterwards: as many calls again succeed.
@@ -174,7 +152,7 @@ async fn mysql_calls_beyond_the_pool_are_unavailable_within_the_pool_timeout() {
         let client = app.client.clone();
         async move {
             let result = client.create_user(format!("create-{i}")).await;
-            (result, started.elapsed())
+            (result.map(|_| ()), started.elapsed())
         }
     }));
     let release = async {
@@ -183,33 +161,11 @@ async fn mysql_calls_beyond_the_pool_are_unavailable_within_the_pool_timeout() {
     };
     let (creates, ()) = tokio::join!(creates, release);
 
-    let succeeded: Vec<_> = creates
-        .iter()
-        .filter_map(|(result, _)| result.as_ref().ok())
-        .collect();
-    let unavailable: Vec<Duration> = creates
-        .iter()
-        .filter_map(|(result, took)| match result {
-            Err(ClientError::Unavailable(_)) => Some(*took),
-            _ => None,
-        })
-        .collect();
-    let slowest = unavailable.iter().max().copied().unwrap_or_default();
-    println!(
-        "MySQL: {} creates at once on a pool of {POOL_SIZE}, writes locked: {} succeeded, \
-         {} UNAVAILABLE, the slowest after {slowest:?} (pool timeout {POOL_TIMEOUT:?})",
-        creates.len(),
-        succeeded.len(),
-        unavailable.len(),
+    beyond_the_pool(
+        "MySQL creates, writes locked,",
+        &creates,
+        POOL_SIZE as usize,
     );
-    assert_eq!(succeeded.len(), POOL_SIZE as usize, "{creates:?}");
-    assert_eq!(unavailable.len(), EXTRA, "{creates:?}");
-    for took in unavailable {
-        assert!(
-            took >= POOL_TIMEOUT && took < POOL_TIMEOUT * 2,
-            "UNAVAILABLE after the pool timeout, not later: {took:?}"
-        );
-    }
 
     // Only the creates that succeeded were stored, and the pool is healthy.
     let stored = crate::crash::stored_users(&app.client).await;
@@ -220,4 +176,33 @@ async fn mysql_calls_beyond_the_pool_are_unavailable_within_the_pool_timeout() {
     }))
     .await;
     assert!(again.iter().all(Result::is_ok), "{again:?}");
+}
+
+/// Checks calls made at once on a pool that could hold `capacity` of
+/// them while the database kept them waiting: that many succeeded, the
+/// [`EXTRA`] others got UNAVAILABLE at the pool timeout, not later.
+fn beyond_the_pool(what: &str, results: &[(Result<(), ClientError>, Duration)], capacity: usize) {
+    let succeeded = results.iter().filter(|(result, _)| result.is_ok()).count();
+    let unavailable: Vec<Duration> = results
+        .iter()
+        .filter_map(|(result, took)| match result {
+            Err(ClientError::Unavailable(_)) => Some(*took),
+            _ => None,
+        })
+        .collect();
+    let slowest = unavailable.iter().max().copied().unwrap_or_default();
+    println!(
+        "{what}: {} at once on a pool of {capacity}: {succeeded} succeeded, {} UNAVAILABLE, \
+         the slowest after {slowest:?} (pool timeout {POOL_TIMEOUT:?})",
+        results.len(),
+        unavailable.len(),
+    );
+    assert_eq!(succeeded, capacity, "{what}: {results:?}");
+    assert_eq!(unavailable.len(), EXTRA, "{what}: {results:?}");
+    for took in unavailable {
+        assert!(
+            took >= POOL_TIMEOUT && took < POOL_TIMEOUT * 2,
+            "{what}: UNAVAILABLE after the pool timeout, not later: {took:?}"
+        );
+    }
 }
