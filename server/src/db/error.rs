@@ -87,6 +87,13 @@ impl DbError {
                 _ => false,
             },
             Self::Query(QueryError::BrokenTransactionManager) => true,
+            // A row shorter than the statement's columns: the connection no
+            // longer answers the statements sent on it (seen on a Galera
+            // node rolling back a transaction under it). Dropped, and the
+            // call is UNAVAILABLE: whether a write was applied is unknown.
+            Self::Query(QueryError::DeserializationError(error)) => {
+                error.is::<diesel::result::UnexpectedEndOfRow>()
+            }
             _ => false,
         }
     }
@@ -170,10 +177,21 @@ mod tests {
                 DatabaseErrorKind::Unknown,
                 "Error while appending streaming replication fragment(provider status: Not connected to Primary Component)",
             ),
+            // A row that does not fit its statement.
+            DbError::Query(QueryError::DeserializationError(Box::new(
+                diesel::result::UnexpectedEndOfRow,
+            ))),
         ] {
             assert!(error.is_connection_lost(), "{error}");
             assert!(error.is_transient(), "{error}");
         }
+    }
+
+    #[test]
+    fn a_transaction_rolled_back_without_an_error_is_a_conflict() {
+        let error = DbError::Query(crate::db::mysql::rolled_back_under_us("the row is gone"));
+        assert!(error.is_conflict(), "{error}");
+        assert!(!error.is_connection_lost());
     }
 
     #[test]

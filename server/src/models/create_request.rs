@@ -73,6 +73,14 @@ impl CreateRequest {
         new_user: &NewUser,
         request_id: &RequestId,
     ) -> QueryResult<User> {
+        if let Tx::Mysql(conn) = tx {
+            // The row is read back after both writes, which also tells that
+            // neither was rolled back under the transaction (Galera).
+            let id = new_user.insert_without_returning(conn).await?;
+            let created = [(request_id, new_user.user_name(), id)];
+            Self::record_all(&mut Tx::Mysql(conn), &created, new_user.create_time()).await?;
+            return new_user.read_back(conn, id).await;
+        }
         let user = new_user.insert(tx).await?;
         let created = [(request_id, new_user.user_name(), user.id)];
         Self::record_all(tx, &created, user.create_time).await?;

@@ -2,9 +2,15 @@
 
 use chrono::{NaiveDateTime, SubsecRound, Utc};
 use diesel::prelude::*;
-use diesel_async::RunQueryDsl;
+use diesel_async::{AsyncMysqlConnection, RunQueryDsl};
 
-use crate::db::{Tx, mysql::inserted_ids, on_backend, schema::users, written_row};
+use crate::db::{
+    Tx,
+    mysql::{inserted_ids, rolled_back_under_us},
+    on_backend,
+    schema::users,
+    written_row,
+};
 use crate::domain::{After, Etag, NameMatch, OrderBy, SortField, UserId, UserName};
 
 /// A stored user.
@@ -72,15 +78,46 @@ impl NewUser {
                 .await
                 .and_then(written_row)
         }, without_returning: |conn| {
-            // Read back by the id the insert took, on the same connection,
-            // in the unit's transaction: exactly the row it wrote.
-            diesel::insert_into(users::table)
-                .values(self.values())
-                .execute(conn)
-                .await?;
-            let id = inserted_ids(conn, 1).await?[0];
-            users::table.find(id).select(User::as_select()).first(conn).await
+            let id = self.insert_without_returning(conn).await?;
+            self.read_back(conn, id).await
         })
+    }
+
+    /// MySQL: stores the user and returns the id it got, without reading
+    /// the row back ([`read_back`](Self::read_back) does, after the unit's
+    /// last write).
+    pub async fn insert_without_returning(
+        &self,
+        conn: &mut AsyncMysqlConnection,
+    ) -> QueryResult<i64> {
+        diesel::insert_into(users::table)
+            .values(self.values())
+            .execute(conn)
+            .await?;
+        Ok(inserted_ids(conn, 1).await?[0])
+    }
+
+    /// MySQL: the row this transaction stored as `id`, read back on the
+    /// same connection, in the unit's transaction: exactly the row it
+    /// wrote, unless the database rolled the transaction back without
+    /// saying so ([`rolled_back_under_us`]): then a serialization failure.
+    /// Read after the unit's last write, it also tells whether that write
+    /// stands.
+    pub async fn read_back(&self, conn: &mut AsyncMysqlConnection, id: i64) -> QueryResult<User> {
+        let row = users::table
+            .find(id)
+            .select(User::as_select())
+            .first(conn)
+            .await
+            .optional()?;
+        match row {
+            Some(user) if user.name == self.name() && user.create_time == self.create_time => {
+                Ok(user)
+            }
+            _ => Err(rolled_back_under_us(
+                "the user this transaction inserted is gone",
+            )),
+        }
     }
 
     /// Stores `new_users` and returns the stored rows, in order: one
@@ -114,11 +151,17 @@ impl NewUser {
             Tx::Mysql(conn) => {
                 insert.execute(&mut **conn).await?;
                 let ids = inserted_ids(conn, new_users.len()).await?;
-                users::table
+                let users = users::table
                     .filter(users::id.eq_any(&ids))
                     .select(User::as_select())
                     .load(&mut **conn)
-                    .await?
+                    .await?;
+                if users.len() != ids.len() {
+                    return Err(rolled_back_under_us(
+                        "users this transaction inserted are gone",
+                    ));
+                }
+                users
             }
             Tx::Sqlite(conn) => {
                 let mut users = Vec::with_capacity(new_users.len());
@@ -139,6 +182,35 @@ impl NewUser {
             ));
         }
         Ok(users)
+    }
+
+    /// MySQL: fails with a serialization failure unless every one of
+    /// `users`, inserted by this transaction, is still there. Run after the
+    /// unit's last write, it tells that no write of the unit was rolled
+    /// back under it without an error ([`rolled_back_under_us`]). Other
+    /// backends report every rollback: nothing to check.
+    pub async fn confirm_stored(tx: &mut Tx<'_>, users: &[User]) -> QueryResult<()> {
+        let Tx::Mysql(conn) = tx else {
+            return Ok(());
+        };
+        if users.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<i64> = users.iter().map(|user| user.id).collect();
+        let stored: i64 = users::table
+            .filter(users::id.eq_any(&ids))
+            .count()
+            .get_result(&mut **conn)
+            .await
+            .optional()?
+            .unwrap_or(0);
+        if stored == i64::try_from(ids.len()).unwrap_or(i64::MAX) {
+            Ok(())
+        } else {
+            Err(rolled_back_under_us(
+                "users this transaction inserted are gone",
+            ))
+        }
     }
 
     /// The row as `column = value` pairs rather than an `Insertable`
@@ -257,12 +329,21 @@ impl User {
             };
             match changed {
                 0 => Ok(None),
-                _ => users::table
-                    .find(id.get())
-                    .select(User::as_select())
-                    .first(conn)
-                    .await
-                    .map(Some),
+                _ => {
+                    let user = users::table
+                        .find(id.get())
+                        .select(User::as_select())
+                        .first(conn)
+                        .await
+                        .optional()?;
+                    match user {
+                        Some(user) if user.name == name.as_str() && user.update_time == now => {
+                            Ok(Some(user))
+                        }
+                        // The row as another write left it, or gone.
+                        _ => Err(rolled_back_under_us("the rename this transaction made is gone")),
+                    }
+                }
             }
         })?;
         match updated {

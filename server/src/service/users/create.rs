@@ -261,6 +261,7 @@ async fn create_in(
         .collect();
     to_record.sort_unstable_by_key(|(request_id, _, _)| request_id.as_str());
     CreateRequest::record_all(tx, &to_record, now).await?;
+    NewUser::confirm_stored(tx, &inserted).await?;
     let users = sources
         .into_iter()
         .map(|source| match source {
