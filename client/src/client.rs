@@ -10,6 +10,7 @@ use futures_util::{Stream, StreamExt, TryStreamExt, stream};
 use tokio::time::Instant;
 use tonic::{Status, transport::Channel};
 
+use crate::consistency::ConsistencyToken;
 use crate::endpoints::{Credentials, Endpoints, RawClient};
 use crate::pb;
 use crate::retry::{Failure, Idempotence};
@@ -28,6 +29,10 @@ use crate::{ClientBuilder, ClientError, RetryPolicy};
 /// [`ClientBuilder::timeout`] or for some with
 /// [`with_timeout`](Self::with_timeout).
 ///
+/// Reads made after a write see it, even from a server that serves reads
+/// from read replicas: calls carry the consistency token of the client's
+/// writes ([`consistency`](crate::consistency)).
+///
 /// ```no_run
 /// # async fn run() -> Result<(), users_client::ClientError> {
 /// let client = users_client::UsersClient::connect("http://127.0.0.1:50051").await?;
@@ -42,6 +47,8 @@ pub struct UsersClient {
     /// Bounds each call, its retries included.
     timeout: Option<Duration>,
     retry: RetryPolicy,
+    /// From the client's writes, sent with its calls; shared by clones.
+    consistency: Arc<ConsistencyToken>,
 }
 
 impl UsersClient {
@@ -114,6 +121,7 @@ impl UsersClient {
             endpoints: Arc::new(endpoints),
             timeout,
             retry,
+            consistency: Arc::default(),
         }
     }
 
@@ -152,6 +160,14 @@ impl UsersClient {
             retry: policy,
             ..self.clone()
         }
+    }
+
+    /// The consistency token of this client's writes (and its clones'),
+    /// the furthest one the server returned, if it returned any: to hand to
+    /// another client or process whose reads must see those writes (it
+    /// sends it as `x-consistency-token` metadata).
+    pub fn consistency_token(&self) -> Option<String> {
+        self.consistency.get()
     }
 
     /// The generated stub on one of the servers (the one the balancing
@@ -193,6 +209,7 @@ impl UsersClient {
         loop {
             let picked = self.endpoints.pick();
             let mut message = tonic::Request::new(request.clone());
+            self.consistency.attach(message.metadata_mut());
             let answer = match deadline {
                 Some(deadline) => {
                     // The server hears of the deadline and stops working on
@@ -207,6 +224,7 @@ impl UsersClient {
             let status = match answer {
                 Ok(response) => {
                     picked.answered();
+                    self.consistency.observe(response.metadata());
                     return Ok(response.into_inner());
                 }
                 Err(status) => status,

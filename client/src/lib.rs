@@ -25,6 +25,8 @@
 //!   which of them are away.
 //! - [`codec`]: the protobuf codec of the stubs, which answers a request
 //!   that does not decode with INVALID_ARGUMENT.
+//! - [`consistency`]: the consistency token that lets a client read its
+//!   own writes when reads come from read replicas.
 //! - [`error`]: [`ClientError`], one variant per status a caller can act on.
 //! - [`pb`]: the generated code.
 //! - [`retry`]: [`RetryPolicy`], which failed calls are sent again.
@@ -32,6 +34,7 @@
 pub mod builder;
 pub mod client;
 pub mod codec;
+pub mod consistency;
 pub mod endpoints;
 pub mod error;
 pub mod pb;

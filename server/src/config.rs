@@ -30,6 +30,26 @@ pub struct Config {
     #[arg(long, env = "DATABASE_URL", default_value = "sqlite://users.db")]
     pub database_url: String,
 
+    /// A PostgreSQL hot standby of `--database-url` to serve reads
+    /// (FindUsers, GetUser, ExportUsers) from; repeat for several, which
+    /// take turns. Writes always go to the primary. A standby that is down,
+    /// or further behind than `--max-replica-lag`, is skipped; a read that
+    /// presents a write's consistency token (`x-consistency-token`) waits
+    /// for nothing: it goes to a standby that has replayed the write, or to
+    /// the primary. The environment variable takes URLs separated by spaces.
+    #[arg(
+        long = "read-replica-url",
+        env = "USERS_READ_REPLICA_URLS",
+        value_delimiter = ' '
+    )]
+    pub read_replica_urls: Vec<String>,
+
+    /// How far behind the primary a read replica may be and still serve
+    /// reads, e.g. `1s` or `500ms`; measured every 100 ms.
+    #[arg(long, env = "USERS_MAX_REPLICA_LAG", default_value = "1s",
+          value_parser = parse_positive_duration)]
+    pub max_replica_lag: Duration,
+
     /// Database connections, opened as needed. PostgreSQL: this many shared
     /// connections carry the one-statement calls, pipelined, plus up to this
     /// many more for calls in an explicit transaction. SQLite: this many
@@ -174,6 +194,8 @@ impl Config {
             config: None,
             listen,
             database_url: database_url.into(),
+            read_replica_urls: Vec::new(),
+            max_replica_lag: Duration::from_secs(1),
             pool_size: 8,
             pool_timeout: Duration::from_secs(5),
             isolation: Isolation::ReadCommitted,

@@ -18,6 +18,7 @@ use crate::config::Config;
 use crate::db::{
     Database, DbOpenError, PoolOptions,
     migrations::{self, MigrationError},
+    replicas::ReplicaOptions,
     url::{DatabaseUrl, UrlError},
 };
 use crate::health::Health;
@@ -170,6 +171,18 @@ impl Application {
             .grpc_web
             .then(|| crate::web::cors(&config.cors_allow_origins))
             .transpose()?;
+        let pool = PoolOptions {
+            size: config.pool_size,
+            timeout: config.pool_timeout,
+            isolation: config.isolation,
+        };
+        let replicas = ReplicaOptions {
+            urls: config.read_replica_urls.clone(),
+            max_lag: config.max_replica_lag,
+        };
+        // Opens no connection yet: settings that cannot work are refused
+        // before the database is touched.
+        let db = Database::open(url.clone(), pool)?.with_read_replicas(&replicas, pool)?;
         let mode = if config.skip_migrations {
             migrations::Mode::Check
         } else {
@@ -179,14 +192,8 @@ impl Application {
         if !applied.is_empty() {
             tracing::info!(?applied, "applied migrations");
         }
-        let db = Database::open(
-            url,
-            PoolOptions {
-                size: config.pool_size,
-                timeout: config.pool_timeout,
-                isolation: config.isolation,
-            },
-        )?;
+        db.watch_read_replicas();
+
         let listener =
             TcpListener::bind(config.listen)
                 .await

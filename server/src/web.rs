@@ -48,6 +48,7 @@ pub fn cors(origins: &[String]) -> Result<Option<CorsLayer>, InvalidOrigin> {
                 header("grpc-timeout"),
                 header("authorization"),
                 header("x-request-id"),
+                header("x-consistency-token"),
             ])
             // ...and what they must read back: the status is in headers
             // when a call fails at once.
@@ -56,6 +57,7 @@ pub fn cors(origins: &[String]) -> Result<Option<CorsLayer>, InvalidOrigin> {
                 header("grpc-message"),
                 header("grpc-status-details-bin"),
                 header("x-request-id"),
+                header("x-consistency-token"),
             ])
             .max_age(Duration::from_secs(24 * 60 * 60)),
     ))

@@ -83,6 +83,38 @@ fn a_malformed_mysql_url_is_a_one_line_error_and_exit_code_2() {
 }
 
 #[test]
+fn read_replicas_without_postgres_are_a_one_line_error_and_exit_code_2() {
+    let output = run_to_exit(&["--read-replica-url", "postgres://app@127.0.0.1:1/users"]);
+    assert_one_line_error(
+        &output,
+        "--read-replica-url needs a PostgreSQL --database-url",
+    );
+
+    let output = run_to_exit(&[
+        "--database-url",
+        "postgres://app@127.0.0.1:1/users",
+        "--read-replica-url",
+        "mysql://app:secret@127.0.0.1:1/users",
+    ]);
+    assert_one_line_error(
+        &output,
+        "invalid --read-replica-url mysql://app:***@127.0.0.1:1/users: read replicas are PostgreSQL hot standbys",
+    );
+    assert!(!String::from_utf8_lossy(&output.stderr).contains("secret"));
+
+    let output = run_to_exit(&[
+        "--database-url",
+        "postgres://app@127.0.0.1:1/users",
+        "--read-replica-url",
+        "standby:5432",
+    ]);
+    assert_one_line_error(
+        &output,
+        "invalid --read-replica-url: 'standby:5432' is not a database URL",
+    );
+}
+
+#[test]
 fn an_address_in_use_is_a_one_line_error_and_exit_code_2() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();

@@ -36,6 +36,7 @@ mod batch_create;
 mod change_user;
 mod client;
 mod conformance;
+mod consistency_tokens;
 mod create_user;
 mod database_urls;
 mod deadlines;

@@ -91,6 +91,7 @@ async fn every_grpcurl_line_of_the_readme_works() {
             _ if line.ends_with(" list") => "users.v1.UserService",
             _ if line.contains(" describe ") => "rpc CreateUser",
             _ if line.contains("x-request-id") => "x-request-id: checkout-42",
+            _ if line.contains("x-consistency-token") => r#""name": "Grace""#,
             _ if line.contains("request_id") => r#""name": "Jane""#,
             _ if line.contains("/CreateUser") => r#""name": "John""#,
             _ if line.contains("/FindUsers") => r#""name": "John""#,

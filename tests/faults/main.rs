@@ -6,7 +6,8 @@
 //! RELIABILITY.md collects the numbers.
 //!
 //! Tests that stop PostgreSQL start a cluster of their own
-//! ([`users_tests::PrivatePostgres`]), the PostgreSQL failover test
+//! ([`users_tests::PrivatePostgres`], with a hot standby for the read
+//! replica tests), the PostgreSQL failover test
 //! (`pg_failover`) a pg_auto_failover formation of its own
 //! ([`users_tests::PgAutoFailover`]: `pg_autoctl`, from the Debian packages
 //! pg-auto-failover-cli and postgresql-15-auto-failover),
@@ -30,6 +31,7 @@ mod load;
 mod outage;
 mod pg_failover;
 mod pool_exhaustion;
+mod read_replicas;
 mod reload;
 mod retries;
 mod server;

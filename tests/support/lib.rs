@@ -27,6 +27,7 @@ pub use pg_auto_failover::{FormationNode, PgAutoFailover};
 pub use pgbouncer::{Pgbouncer, PoolMode};
 pub use private_mysql::{MARIADB_BINDIR_VAR, PrivateMysql};
 pub use private_postgres::{POSTGRES_BINDIR_VAR, PrivatePostgres, StopMode};
+pub use system::free_port;
 
 /// A running server with its own database, and a client connected to it.
 /// Dropping it stops the server and deletes the database.

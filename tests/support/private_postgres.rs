@@ -2,8 +2,10 @@
 //! stop, crash and start again without disturbing anyone else.
 
 use std::{
+    io::Write,
     path::{Path, PathBuf},
     process::{Command, Output},
+    time::Duration,
 };
 
 use crate::system::{free_port, owner_when_root};
@@ -37,20 +39,7 @@ pub enum StopMode {
 impl PrivatePostgres {
     /// Creates the cluster and starts it.
     pub fn start() -> Self {
-        let bindir = bindir();
-        let dir = tempfile::Builder::new()
-            .prefix("users-test-pg-")
-            .tempdir()
-            .expect("cannot create a temporary directory");
-        let cluster = Self {
-            bindir,
-            dir,
-            port: free_port(),
-        };
-        if let Some((uid, gid)) = postgres_owner() {
-            std::os::unix::fs::chown(cluster.dir.path(), Some(uid), Some(gid))
-                .expect("cannot hand the cluster's directory to the postgres user");
-        }
+        let cluster = Self::empty();
         cluster.run(
             "initdb",
             &[
@@ -65,6 +54,67 @@ impl PrivatePostgres {
             ],
         );
         cluster.start_again();
+        cluster
+    }
+
+    /// A hot standby of `primary`: a copy taken with `pg_basebackup` that
+    /// streams the primary's WAL and replays each commit no sooner than
+    /// `apply_delay` after it was made (`recovery_min_apply_delay`), so
+    /// that a test can hold it behind. Serves reads; started.
+    pub fn standby_of(primary: &Self, apply_delay: Duration) -> Self {
+        let standby = Self::empty();
+        let data = standby.data().display().to_string();
+        let port = primary.port.to_string();
+        standby.run(
+            "pg_basebackup",
+            &[
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port,
+                "--username",
+                "postgres",
+                "--pgdata",
+                &data,
+                // Writes standby.signal and primary_conninfo.
+                "--write-recovery-conf",
+                "--wal-method",
+                "stream",
+                "--checkpoint",
+                "fast",
+                "--no-sync",
+            ],
+        );
+        let mut settings = std::fs::OpenOptions::new()
+            .append(true)
+            .open(standby.data().join("postgresql.auto.conf"))
+            .expect("pg_basebackup --write-recovery-conf writes postgresql.auto.conf");
+        writeln!(
+            settings,
+            "recovery_min_apply_delay = '{}ms'",
+            apply_delay.as_millis()
+        )
+        .expect("cannot configure the standby");
+        standby.start_again();
+        standby
+    }
+
+    /// A temporary directory for a cluster, owned by the user PostgreSQL
+    /// runs as, and a free port.
+    fn empty() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("users-test-pg-")
+            .tempdir()
+            .expect("cannot create a temporary directory");
+        let cluster = Self {
+            bindir: bindir(),
+            dir,
+            port: free_port(),
+        };
+        if let Some((uid, gid)) = postgres_owner() {
+            std::os::unix::fs::chown(cluster.dir.path(), Some(uid), Some(gid))
+                .expect("cannot hand the cluster's directory to the postgres user");
+        }
         cluster
     }
 

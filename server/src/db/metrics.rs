@@ -7,11 +7,11 @@ use std::fmt;
 use prometheus_client::{
     collector::Collector,
     encoding::{DescriptorEncoder, EncodeMetric},
-    metrics::{MetricType, gauge::ConstGauge},
+    metrics::{MetricType, counter::ConstCounter, gauge::ConstGauge},
     registry::Registry,
 };
 
-use super::{Database, Pools};
+use super::{Database, Pools, replicas::ReadReplicas};
 
 impl Database {
     /// Adds the pools' gauges and the retry counters to `registry`.
@@ -27,7 +27,12 @@ impl Database {
     ///   pipelined connections (PostgreSQL);
     /// - `users_db_sqlite_writer_queue`: write units waiting for SQLite's
     ///   writer;
-    /// - `users_db_transaction_retries_total{reason}`.
+    /// - `users_db_transaction_retries_total{reason}`;
+    /// - with read replicas: `users_db_reads_total{server}`, reads served by
+    ///   `primary` or by each replica (its URL, password masked);
+    ///   `users_db_read_replica_serving{replica}`, 1 while a replica serves
+    ///   reads; `users_db_read_replica_lag_seconds{replica}`, how far behind
+    ///   the primary it was at its last check (absent while it is down).
     pub fn register_metrics(&self, registry: &mut Registry) {
         self.retried.register(registry);
         registry.register_collector(Box::new(PoolGauges(self.pools.clone())));
@@ -47,7 +52,11 @@ impl Collector for PoolGauges {
             Pools::Postgres {
                 pipelined,
                 exclusive,
+                replicas,
             } => {
+                if let Some(replicas) = replicas {
+                    replica_gauges(&mut encoder, replicas)?;
+                }
                 let exclusive = exclusive.reading();
                 by_pool(
                     &mut encoder,
@@ -102,6 +111,45 @@ impl Collector for PoolGauges {
             }
         }
     }
+}
+
+fn replica_gauges(encoder: &mut DescriptorEncoder, replicas: &ReadReplicas) -> fmt::Result {
+    let readings: Vec<_> = replicas.readings().collect();
+    let mut reads = encoder.encode_descriptor(
+        "users_db_reads",
+        "Reads served, by the server that served them: the primary or a read replica.",
+        None,
+        MetricType::Counter,
+    )?;
+    ConstCounter::new(replicas.primary_reads())
+        .encode(reads.encode_family(&[("server", "primary")])?)?;
+    for standby in &readings {
+        ConstCounter::new(standby.reads)
+            .encode(reads.encode_family(&[("server", standby.name)])?)?;
+    }
+    let mut serving = encoder.encode_descriptor(
+        "users_db_read_replica_serving",
+        "1 while a read replica serves reads: up, and not further behind than --max-replica-lag.",
+        None,
+        MetricType::Gauge,
+    )?;
+    for standby in &readings {
+        ConstGauge::new(u64::from(standby.serving))
+            .encode(serving.encode_family(&[("replica", standby.name)])?)?;
+    }
+    let mut lag = encoder.encode_descriptor(
+        "users_db_read_replica_lag_seconds",
+        "How far behind the primary a read replica was at its last check.",
+        None,
+        MetricType::Gauge,
+    )?;
+    for standby in &readings {
+        if let Some(behind) = standby.lag {
+            ConstGauge::new(behind.as_secs_f64())
+                .encode(lag.encode_family(&[("replica", standby.name)])?)?;
+        }
+    }
+    Ok(())
 }
 
 /// A gauge's name and help.

@@ -20,6 +20,8 @@
 //!
 //! Every unit of work may run more than once: after losing a conflict with
 //! a concurrent transaction it runs again, whole ([`retry`]).
+//!
+//! On PostgreSQL, reads may go to hot standbys ([`replicas`]).
 
 pub mod error;
 mod metrics;
@@ -28,6 +30,7 @@ pub mod mysql;
 mod pipelined;
 mod pool;
 pub mod postgres;
+pub mod replicas;
 pub mod retry;
 pub mod schema;
 pub mod sqlite;
@@ -48,6 +51,7 @@ use futures_util::FutureExt;
 use self::{
     pipelined::PipelinedConnections,
     pool::ConnectionPool,
+    replicas::{ReadReplicas, ReplicaOptions, ReplicaUrlError},
     retry::{Retry, RetryCounter, RetryPolicy},
     sqlite_writer::SqliteWriter,
 };
@@ -176,6 +180,8 @@ enum Pools {
         pipelined: Arc<PipelinedConnections>,
         /// For units in an explicit transaction.
         exclusive: ConnectionPool<AsyncPgConnection>,
+        /// Hot standbys for reads, if configured.
+        replicas: Option<Arc<ReadReplicas>>,
     },
     Sqlite {
         readers: ConnectionPool<sqlite::Connection>,
@@ -202,6 +208,7 @@ impl Database {
                     options,
                     true,
                 ),
+                replicas: None,
             },
             DatabaseUrl::Sqlite(path) => {
                 let path = path
@@ -224,6 +231,46 @@ impl Database {
             retries: RetryPolicy::default(),
             retried: RetryCounter::default(),
         })
+    }
+
+    /// Serves reads from the hot standbys in `options` too (PostgreSQL
+    /// only), once [`watch_read_replicas`](Self::watch_read_replicas) has
+    /// started checking them.
+    pub fn with_read_replicas(
+        mut self,
+        options: &ReplicaOptions,
+        pool: PoolOptions,
+    ) -> Result<Self, DbOpenError> {
+        if options.urls.is_empty() {
+            return Ok(self);
+        }
+        let Pools::Postgres { replicas, .. } = &mut self.pools else {
+            return Err(DbOpenError::ReplicasNeedPostgres);
+        };
+        let standbys = Arc::new(ReadReplicas::new(options, pool)?);
+        tracing::info!(replicas = ?standbys.names().collect::<Vec<_>>(), max_lag = ?options.max_lag, "reading from replicas");
+        *replicas = Some(standbys);
+        Ok(self)
+    }
+
+    /// Starts checking how far behind the primary each read replica is,
+    /// for as long as this database is in use; until a replica has replayed
+    /// the primary's position at the first check, it serves no reads. So
+    /// call it once the schema is ready (migrations applied): a replica
+    /// then never serves a read before it has the schema. Needs a tokio
+    /// runtime.
+    pub fn watch_read_replicas(&self) {
+        if let Pools::Postgres {
+            pipelined,
+            replicas: Some(replicas),
+            ..
+        } = &self.pools
+        {
+            tokio::spawn(ReadReplicas::watch(
+                Arc::downgrade(replicas),
+                Arc::downgrade(pipelined),
+            ));
+        }
     }
 
     /// The URL this database was opened with (password masked when shown).
@@ -294,6 +341,11 @@ impl Database {
 
     /// A unit that only reads may run again after its connection broke,
     /// too: on a fresh one, it can only succeed or fail fast.
+    ///
+    /// With read replicas, it runs on a standby that is up, close enough
+    /// behind the primary, and past the call's consistency token if it
+    /// presented one; else, or if the standby fails it (but for a
+    /// conflict), on the primary.
     async fn run_read<R: Send>(
         &self,
         boundary: Boundary,
@@ -301,9 +353,45 @@ impl Database {
     ) -> Result<R, DbError> {
         self.retries
             .run(Retry::ConflictsAndLostConnections, &self.retried, || {
-                self.run_read_once(boundary, work.clone())
+                let work = work.clone();
+                async move {
+                    let Some(replicas) = self.replicas() else {
+                        return self.run_read_once(boundary, work).await;
+                    };
+                    if let Some(standby) = replicas.choose(replicas::read_after()) {
+                        match run_postgres(
+                            &standby.pipelined,
+                            &standby.exclusive,
+                            boundary,
+                            work.clone(),
+                        )
+                        .await
+                        {
+                            // Whatever the standby's trouble (down, saturated, a
+                            // schema it has not replayed), the primary may not
+                            // share it. A conflict is retried as anywhere.
+                            Err(error) if !error.is_conflict() => standby.failed(&error),
+                            done => {
+                                standby.served_read();
+                                return done;
+                            }
+                        }
+                    }
+                    replicas.primary_served_read();
+                    self.run_read_once(boundary, work).await
+                }
             })
             .await
+    }
+
+    fn replicas(&self) -> Option<&ReadReplicas> {
+        match &self.pools {
+            Pools::Postgres {
+                replicas: Some(replicas),
+                ..
+            } => Some(replicas),
+            _ => None,
+        }
     }
 
     async fn run_read_once<R: Send>(
@@ -315,6 +403,7 @@ impl Database {
             Pools::Postgres {
                 pipelined,
                 exclusive,
+                ..
             } => run_postgres(pipelined, exclusive, boundary, work).await,
             Pools::Sqlite { readers, .. } => {
                 let mut conn = readers.get().await?;
@@ -335,11 +424,40 @@ impl Database {
         boundary: Boundary,
         work: impl for<'c> UnitOfWork<'c, R> + 'static,
     ) -> Result<R, DbError> {
-        self.retries
+        let written = self
+            .retries
             .run(Retry::Conflicts, &self.retried, || {
                 self.run_write_once(boundary, work.clone())
             })
-            .await
+            .await?;
+        self.note_commit_position().await;
+        Ok(written)
+    }
+
+    /// With read replicas: tells the call being served where the primary's
+    /// WAL stands now, past the commit of the write it just made, so that
+    /// its caller's next reads see the write ([`replicas`]).
+    async fn note_commit_position(&self) {
+        let Pools::Postgres {
+            pipelined,
+            replicas: Some(replicas),
+            ..
+        } = &self.pools
+        else {
+            return;
+        };
+        if !replicas::call_wants_position() {
+            return;
+        }
+        match replicas.position_after_commit(pipelined).await {
+            Ok(position) => replicas::committed_before(position),
+            // The write stands: failing the call now would say otherwise.
+            // Its caller's reads may come from a standby without it.
+            Err(error) => tracing::warn!(
+                %error,
+                "wrote, but cannot read the WAL position: no consistency token for this call"
+            ),
+        }
     }
 
     async fn run_write_once<R: Send + 'static>(
@@ -351,6 +469,7 @@ impl Database {
             Pools::Postgres {
                 pipelined,
                 exclusive,
+                ..
             } => run_postgres(pipelined, exclusive, boundary, work).await,
             Pools::Sqlite { writer, .. } => writer.run(boundary, work).await,
             // Always in a transaction: without RETURNING, a write that
@@ -496,4 +615,12 @@ pub enum DbOpenError {
     /// The SQLite writer's thread could not start.
     #[error("cannot start the SQLite writer thread: {0}")]
     WriterThread(#[source] std::io::Error),
+    /// `--read-replica-url` with a database that is not PostgreSQL.
+    #[error(
+        "--read-replica-url needs a PostgreSQL --database-url: read replicas are PostgreSQL hot standbys"
+    )]
+    ReplicasNeedPostgres,
+    /// A `--read-replica-url` cannot be used.
+    #[error(transparent)]
+    ReplicaUrl(#[from] ReplicaUrlError),
 }

@@ -2,6 +2,7 @@
 //! [`domain`](crate::domain) types, runs one unit of work in one
 //! transaction, and converts the result back to wire types.
 
+mod consistency;
 mod deadline;
 mod request_id;
 mod users;
@@ -15,7 +16,7 @@ pub use deadline::stamp_arrival;
 pub use users::{UsersService, forget_expired_request_ids};
 
 use self::request_id::{Origin, RequestId};
-use crate::db::retry;
+use crate::db::{replicas, retry};
 use crate::metrics::{Handled, RpcMetrics};
 
 /// Runs one RPC: hands the request's message to `handler`, within the
@@ -28,6 +29,10 @@ use crate::metrics::{Handled, RpcMetrics};
 /// Every log line of the call, the database's included, is inside a `call`
 /// span that names the method and the call's [`RequestId`], which goes back
 /// to the caller as `x-request-id`, with the response or the error.
+///
+/// The call's reads see at least what the caller's consistency token says
+/// it wrote; a call that wrote answers with a token of its own
+/// ([`consistency`]).
 async fn rpc<M, T, Fut>(
     metrics: &RpcMetrics,
     default_timeout: std::time::Duration,
@@ -44,6 +49,8 @@ where
     }
     let deadline = deadline::call_deadline(&request, default_timeout);
     let (request_id, origin) = RequestId::of_call(request.metadata());
+    let read_after = consistency::of_call(request.metadata());
+    let mut committed = None;
     let span = tracing::info_span!("call", method, request_id = request_id.as_str());
     let mut result = async {
         if origin == Origin::Replaced {
@@ -52,17 +59,27 @@ where
                 request_id::MAX_LEN
             );
         }
-        // Called inside the span: a handler that returns a stream (ExportUsers)
-        // takes the span along to the stream's own database work.
-        let work = handler(request.into_inner());
-        // Past the deadline the handler is dropped, its transaction with it
-        // (rolled back, its statement cancelled: `db`).
-        let bounded = tokio::time::timeout_at(deadline, retry::with_deadline(Some(deadline), work));
-        let result = bounded
-            .await
-            .unwrap_or(Err(crate::error::ApiError::DeadlineExceeded))
-            .map(Response::new)
-            .map_err(Status::from);
+        let outcome = match read_after {
+            Err(invalid) => Err(invalid.into()),
+            Ok(read_after) => {
+                let (outcome, position) = replicas::in_call(read_after, async {
+                    // Called inside the span and the call's scope: a handler
+                    // that returns a stream (ExportUsers) takes both along to
+                    // the stream's own database work.
+                    let work = handler(request.into_inner());
+                    // Past the deadline the handler is dropped, its
+                    // transaction with it (rolled back, its statement
+                    // cancelled: `db`).
+                    tokio::time::timeout_at(deadline, retry::with_deadline(Some(deadline), work))
+                        .await
+                        .unwrap_or(Err(crate::error::ApiError::DeadlineExceeded))
+                })
+                .await;
+                committed = position;
+                outcome
+            }
+        };
+        let result = outcome.map(Response::new).map_err(Status::from);
         let code = result.as_ref().map_or_else(Status::code, |_| Code::Ok);
         let latency = started.elapsed();
         metrics.record(method, code, latency);
@@ -76,7 +93,12 @@ where
     .instrument(span)
     .await;
     match &mut result {
-        Ok(response) => request_id.echo(response.metadata_mut()),
+        Ok(response) => {
+            request_id.echo(response.metadata_mut());
+            if let Some(position) = committed {
+                consistency::send(position, response.metadata_mut());
+            }
+        }
         Err(status) => request_id.echo(status.metadata_mut()),
     }
     result

@@ -9,7 +9,7 @@ use tracing::Instrument;
 use users_client::pb;
 
 use super::UsersService;
-use crate::db::{Database, retry};
+use crate::db::{Database, replicas, retry};
 use crate::domain::{After, NamePrefix, OrderBy, PageSize, PageToken, UserFilter, UserName};
 use crate::error::ApiError;
 use crate::models::User;
@@ -97,7 +97,8 @@ impl UsersService {
     ///
     /// The stream is polled after the handler has returned, outside the
     /// call's span: each chunk's read enters it again, so that its log
-    /// lines carry the call's request id.
+    /// lines carry the call's request id, and each reads after the call's
+    /// consistency token.
     ///
     /// The caller's `deadline`, if it gave one, bounds the whole export:
     /// past it, the stream ends with DEADLINE_EXCEEDED instead of reading
@@ -116,6 +117,7 @@ impl UsersService {
         let default_timeout = self.default_timeout;
         let started = Instant::now();
         let call = tracing::Span::current();
+        let read_after = replicas::read_after();
         let chunks = stream::unfold(Some((listing, 0_u64)), move |state| {
             let db = db.clone();
             let call = call.clone();
@@ -123,7 +125,10 @@ impl UsersService {
                 let (mut listing, sent) = state?;
                 let chunk_deadline = tokio::time::Instant::now() + default_timeout;
                 let deadline = deadline.map_or(chunk_deadline, |call| call.min(chunk_deadline));
-                let read = retry::with_deadline(Some(deadline), listing.read(&db, EXPORT_CHUNK));
+                let read = replicas::reading_after(
+                    read_after,
+                    retry::with_deadline(Some(deadline), listing.read(&db, EXPORT_CHUNK)),
+                );
                 let read = tokio::time::timeout_at(deadline, read)
                     .await
                     .unwrap_or(Err(ApiError::DeadlineExceeded));
