@@ -369,6 +369,21 @@ impl User {
                 }
             }
         })?;
+        // MySQL: as the writes that read their rows back, make sure the
+        // delete stands ([`rolled_back_under_us`]).
+        if let Tx::Mysql(conn) = tx
+            && deleted > 0
+        {
+            let still_there: bool =
+                diesel::select(diesel::dsl::exists(users::table.find(id.get())))
+                    .get_result(&mut **conn)
+                    .await?;
+            if still_there {
+                return Err(rolled_back_under_us(
+                    "the user this transaction deleted is back",
+                ));
+            }
+        }
         match deleted {
             0 => Self::why_not_written(tx, id).await,
             _ => Ok(Written::Done(())),
