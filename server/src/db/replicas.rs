@@ -206,24 +206,36 @@ impl ReadReplicas {
     /// it answers every write that asked before it was sent. Under load a
     /// write waits for at most the read in flight and the next, instead of
     /// adding a statement of its own to the primary's work.
+    ///
+    /// Gives up after [`CHECK_TIMEOUT`]: the write is done, and its call
+    /// must not wait on a primary that stopped answering after it.
     pub async fn position_after_commit(
         &self,
         primary: &PipelinedConnections,
     ) -> Result<Lsn, DbError> {
         let ticket = self.positions_asked.fetch_add(1, Ordering::SeqCst) + 1;
-        let mut last = self.position_read.lock().await;
-        if let Some(position) = last.position
-            && last.answers_up_to >= ticket
-        {
-            return Ok(position);
-        }
-        let answers_up_to = self.positions_asked.load(Ordering::SeqCst);
-        let position = current_position(primary).await?;
-        *last = PositionRead {
-            answers_up_to,
-            position: Some(position),
+        let read = async {
+            let mut last = self.position_read.lock().await;
+            if let Some(position) = last.position
+                && last.answers_up_to >= ticket
+            {
+                return Ok(position);
+            }
+            let answers_up_to = self.positions_asked.load(Ordering::SeqCst);
+            let position = current_position(primary).await?;
+            *last = PositionRead {
+                answers_up_to,
+                position: Some(position),
+            };
+            Ok(position)
         };
-        Ok(position)
+        tokio::time::timeout(CHECK_TIMEOUT, read)
+            .await
+            .unwrap_or_else(|_| {
+                Err(DbError::Unreachable(format!(
+                    "the primary's WAL position: no answer within {CHECK_TIMEOUT:?}"
+                )))
+            })
     }
 
     /// Counts a read the primary served.
