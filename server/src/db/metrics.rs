@@ -55,7 +55,7 @@ impl Collector for PoolGauges {
                 replicas,
             } => {
                 if let Some(replicas) = replicas {
-                    replica_gauges(&mut encoder, replicas)?;
+                    replica_metrics(&mut encoder, replicas)?;
                 }
                 let exclusive = exclusive.reading();
                 by_pool(
@@ -113,7 +113,7 @@ impl Collector for PoolGauges {
     }
 }
 
-fn replica_gauges(encoder: &mut DescriptorEncoder, replicas: &ReadReplicas) -> fmt::Result {
+fn replica_metrics(encoder: &mut DescriptorEncoder, replicas: &ReadReplicas) -> fmt::Result {
     let readings: Vec<_> = replicas.readings().collect();
     let mut reads = encoder.encode_descriptor(
         "users_db_reads",

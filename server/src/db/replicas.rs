@@ -57,13 +57,13 @@ const POSITIONS_KEPT: usize = 1024;
 
 /// A position in PostgreSQL's write-ahead log, as PostgreSQL writes it
 /// (`16/B374D848`). Positions only grow, across failovers too.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Lsn(pub u64);
 
 /// Text that is not an [`Lsn`].
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("'{0}' is not a WAL position (expected two hexadecimal numbers, as in 16/B374D848)")]
-pub struct InvalidLsn(String);
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("not a WAL position (expected two hexadecimal numbers, as in 16/B374D848)")]
+pub struct InvalidLsn;
 
 impl FromStr for Lsn {
     type Err = InvalidLsn;
@@ -72,7 +72,7 @@ impl FromStr for Lsn {
         // Tokens carry positions: one reading of them, the client's.
         users_client::consistency::parse_position(text)
             .map(Self)
-            .ok_or_else(|| InvalidLsn(text.chars().take(64).collect()))
+            .ok_or(InvalidLsn)
     }
 }
 
@@ -83,7 +83,7 @@ impl fmt::Display for Lsn {
 }
 
 /// Read replica settings: `--read-replica-url` and `--max-replica-lag`.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ReplicaOptions {
     /// One `postgres://` URL per hot standby.
     pub urls: Vec<String>,
@@ -510,11 +510,7 @@ pub fn read_after() -> Option<Lsn> {
 /// Runs `work`, part of a call that presented `read_after`, outside the
 /// call's task (the chunks of a stream).
 pub async fn reading_after<F: Future>(read_after: Option<Lsn>, work: F) -> F::Output {
-    let positions = CallPositions {
-        read_after,
-        committed: Cell::new(None),
-    };
-    CALL.scope(positions, work).await
+    in_call(read_after, work).await.0
 }
 
 /// Whether a call is being served, which wants the position of its writes.
