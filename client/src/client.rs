@@ -540,7 +540,7 @@ impl UsersClient {
         let users = self
             .call(
                 Idempotence::Safe,
-                query.to_request(),
+                pb::ExportUsersRequest::from(query.to_request()),
                 |mut stub, request| async move { stub.export_users(request).await },
             )
             .await?;

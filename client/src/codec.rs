@@ -33,8 +33,7 @@ const ERROR_DOMAIN: &str = "users.v1";
 ///
 /// A message is a request when its name ends in `Request`, which holds for
 /// every RPC of `users.v1` (`build.rs` refuses to build otherwise; note that
-/// ExportUsers takes a `FindUsersRequest` and streams `User`s, which are
-/// replies).
+/// ExportUsers streams `User`s, which are replies).
 #[derive(Debug)]
 pub struct UsersCodec<T, U> {
     _messages: PhantomData<fn(T) -> U>,

@@ -659,7 +659,7 @@ async fn stalled_exports_hold_no_database_connection_and_others_are_served() {
     for _ in 0..STALLED {
         let mut stub = pb::user_service_client::UserServiceClient::new(channel(&server.addr).await);
         let users = stub
-            .export_users(pb::FindUsersRequest::default())
+            .export_users(pb::ExportUsersRequest::default())
             .await
             .unwrap()
             .into_inner();

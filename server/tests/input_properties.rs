@@ -542,7 +542,7 @@ impl Handlers {
 async fn export(service: &UsersService, request: pb::FindUsersRequest) -> Result<(), Status> {
     use futures_util::StreamExt;
     let mut users = service
-        .export_users(Request::new(request))
+        .export_users(Request::new(request.into()))
         .await?
         .into_inner();
     while let Some(user) = users.next().await {

@@ -82,7 +82,7 @@ async fn with_log_format_json_every_line_is_json_and_carries_its_calls_request_i
         .unwrap_err();
     // An export logs twice: the call, and the end of its stream.
     let mut export = client
-        .export_users(with_id(pb::FindUsersRequest::default(), "json-export"))
+        .export_users(with_id(pb::ExportUsersRequest::default(), "json-export"))
         .await
         .unwrap()
         .into_inner();

@@ -676,7 +676,10 @@ impl Session {
         let mut raw = self.app.client.raw();
         let answer = self
             .timed(async {
-                let stream = raw.export_users(request).await?.into_inner();
+                let stream = raw
+                    .export_users(pb::ExportUsersRequest::from(request))
+                    .await?
+                    .into_inner();
                 stream.try_collect::<Vec<_>>().await
             })
             .await;

@@ -168,7 +168,7 @@ async fn read_slowly(mut export: tonic::Streaming<pb::User>) -> (usize, Result<(
 async fn an_export_past_its_callers_deadline_ends_deadline_exceeded(backend: Backend) {
     let app = app_with_users_to_export(backend, Duration::from_secs(30)).await;
     let timeout = Duration::from_millis(400);
-    let mut request = Request::new(pb::FindUsersRequest::default());
+    let mut request = Request::new(pb::ExportUsersRequest::default());
     request.set_timeout(timeout);
     let started = Instant::now();
     let export = narrow_channel(&app)
@@ -194,7 +194,7 @@ async fn an_export_without_a_deadline_may_outlast_the_default_timeout(backend: B
     let started = Instant::now();
     let export = narrow_channel(&app)
         .await
-        .export_users(pb::FindUsersRequest::default())
+        .export_users(pb::ExportUsersRequest::default())
         .await
         .unwrap()
         .into_inner();

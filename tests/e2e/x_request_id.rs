@@ -105,7 +105,7 @@ async fn an_export_echoes_its_x_request_id(backend: Backend) {
     app.client.create_user("Ada").await.unwrap();
     let mut raw = app.client.raw();
     let export = raw
-        .export_users(with_id(pb::FindUsersRequest::default(), "export-9"))
+        .export_users(with_id(pb::ExportUsersRequest::default(), "export-9"))
         .await
         .unwrap();
     assert_eq!(echoed(export.metadata()), "export-9");

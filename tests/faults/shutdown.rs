@@ -68,7 +68,7 @@ async fn sigterm_drains_for_the_drain_timeout_then_closes_a_stalled_stream_and_e
     }
     let mut stalled = client
         .raw()
-        .export_users(pb::FindUsersRequest::default())
+        .export_users(pb::ExportUsersRequest::default())
         .await
         .expect("the export starts")
         .into_inner();

@@ -21,7 +21,7 @@ pub type UserStream = Pin<Box<dyn Stream<Item = Result<pb::User, Status>> + Send
 /// little per user, small enough that a chunk is a few hundred KiB at most.
 const EXPORT_CHUNK: i64 = 1000;
 
-/// A `FindUsersRequest`, validated.
+/// A `FindUsersRequest` (or an `ExportUsersRequest`, its twin), validated.
 struct Listing {
     filter: UserFilter,
     order: OrderBy,
@@ -109,10 +109,10 @@ impl UsersService {
     /// client drops the call at its own deadline.
     pub(super) fn export_users_inner(
         &self,
-        request: pb::FindUsersRequest,
+        request: pb::ExportUsersRequest,
         deadline: Option<tokio::time::Instant>,
     ) -> Result<UserStream, ApiError> {
-        let listing = Listing::parse(request)?;
+        let listing = Listing::parse(request.into())?;
         let db = self.db.clone();
         let default_timeout = self.default_timeout;
         let started = Instant::now();

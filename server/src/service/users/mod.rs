@@ -150,7 +150,7 @@ impl UserService for UsersService {
 
     async fn export_users(
         &self,
-        request: Request<pb::FindUsersRequest>,
+        request: Request<pb::ExportUsersRequest>,
     ) -> Result<Response<Self::ExportUsersStream>, Status> {
         let deadline = super::deadline::caller_deadline(&request);
         rpc(
