@@ -91,17 +91,27 @@ fn decode_message<U: Message + Name + Default>(buf: impl Buf) -> Result<U, Statu
 /// The status for bytes that are not a valid `U`.
 fn undecodable<U: Name>(error: &prost::DecodeError) -> Status {
     if is_request::<U>() {
-        Status::with_error_details(
-            Code::InvalidArgument,
-            format!("the request is not a valid {}: {error}", U::full_name()),
-            ErrorDetails::with_error_info(MALFORMED_REQUEST, ERROR_DOMAIN, HashMap::new()),
-        )
+        malformed_request(format!(
+            "the request is not a valid {}: {error}",
+            U::full_name()
+        ))
     } else {
         Status::internal(format!(
             "the reply is not a valid {}: {error}",
             U::full_name()
         ))
     }
+}
+
+/// INVALID_ARGUMENT, reason [`MALFORMED_REQUEST`]: the request's bytes
+/// (`message` says how) are not a message at all. The server answers so
+/// too when a gRPC-Web text body is not base64.
+pub fn malformed_request(message: String) -> Status {
+    Status::with_error_details(
+        Code::InvalidArgument,
+        message,
+        ErrorDetails::with_error_info(MALFORMED_REQUEST, ERROR_DOMAIN, HashMap::new()),
+    )
 }
 
 /// Whether `U` is what a caller sends, rather than what the server returns.

@@ -23,7 +23,9 @@ use crate::db::{
 };
 use crate::health::Health;
 use crate::metrics::{CountRefused, MetricsEndpoint, RpcMetrics};
-use crate::service::{UsersService, forget_expired_request_ids, stamp_arrival};
+use crate::service::{
+    UsersService, forget_expired_request_ids, request_id::EchoRequestIds, stamp_arrival,
+};
 use crate::telemetry;
 use crate::tls::{self, TlsError, TlsMode};
 use tower::Layer;
@@ -316,31 +318,41 @@ impl Application {
                 .with_default_timeout(self.default_timeout),
         )
         .max_decoding_message_size(self.limits.max_request_size);
-        // CORS first: it answers browsers' preflight requests itself.
+        // CORS first: it answers browsers' preflight requests itself; then
+        // gRPC-Web text bodies are decoded, for tonic-web to take as binary.
         // Health and reflection share the listener, and so its TLS.
         let served = self
             .limits
             .apply(self.server)
             .accept_http1(self.grpc_web.is_some())
             .layer(tower::util::option_layer(self.grpc_web.clone().flatten()))
+            .layer(tower::util::option_layer(self.grpc_web.is_some().then(
+                || crate::web::DecodeText::new(self.limits.max_request_size),
+            )))
             .layer(tower::util::option_layer(
                 self.grpc_web.is_some().then(tonic_web::GrpcWebLayer::new),
             ))
             .add_service(InterceptedService::new(health_service, tools_guard.clone()))
             .add_service(InterceptedService::new(reflection_v1, tools_guard.clone()))
             .add_service(InterceptedService::new(reflection_v1alpha, tools_guard))
-            // Refusals counted outermost; arrival stamped next, so that
+            // Request ids given outermost, so that refusals carry theirs
+            // too; refusals counted next; arrival stamped next, so that
             // waits count against the deadline; authenticated next: a
             // refused caller takes no turn.
             .add_service(
-                CountRefused::new(rpc_metrics_for_refusals).layer(InterceptedService::new(
-                    InterceptedService::new(
-                        CallLimit::new(self.limits.max_concurrent_calls, self.limits.max_call_wait)
+                EchoRequestIds.layer(
+                    CountRefused::new(rpc_metrics_for_refusals).layer(InterceptedService::new(
+                        InterceptedService::new(
+                            CallLimit::new(
+                                self.limits.max_concurrent_calls,
+                                self.limits.max_call_wait,
+                            )
                             .layer(users),
-                        users_guard,
-                    ),
-                    stamp_arrival as fn(_) -> _,
-                )),
+                            users_guard,
+                        ),
+                        stamp_arrival as fn(_) -> _,
+                    )),
+                ),
             )
             .serve_with_incoming_shutdown(incoming, stop_serving);
         let drain_timeout = self.drain_timeout;

@@ -57,11 +57,22 @@ async fn calls_need_a_listed_bearer_token(backend: Backend) {
         assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
         assert!(status.message().contains(why), "{}", status.message());
         assert!(!status.message().contains(TOKEN));
+        // Refused before any handler ran, yet with a request id to quote.
+        assert!(
+            status.metadata().get("x-request-id").is_some(),
+            "{status:?}"
+        );
         assert_eq!(
             users_client::ClientError::from(status).reason(),
             Some("UNAUTHENTICATED")
         );
     }
+    let mut quoted = Request::new(create("John"));
+    quoted
+        .metadata_mut()
+        .insert("x-request-id", "refused-7".parse().unwrap());
+    let status = raw.create_user(quoted).await.unwrap_err();
+    assert_eq!(status.metadata().get("x-request-id").unwrap(), "refused-7");
     let created = raw
         .create_user(with_token(create("John"), TOKEN))
         .await

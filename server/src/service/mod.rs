@@ -4,7 +4,7 @@
 
 mod consistency;
 mod deadline;
-mod request_id;
+pub(crate) mod request_id;
 mod users;
 
 use std::{future::Future, time::Instant};
@@ -48,7 +48,7 @@ where
         handled.mark();
     }
     let deadline = deadline::call_deadline(&request, default_timeout);
-    let (request_id, origin) = RequestId::of_call(request.metadata());
+    let (request_id, origin) = RequestId::of_call(&request);
     let read_after = consistency::of_call(request.metadata());
     let mut committed = None;
     let span = tracing::info_span!("call", method, request_id = request_id.as_str());

@@ -1,5 +1,10 @@
 //! gRPC-Web (`--grpc-web`): what browsers and HTTP/1 proxies need to call
-//! the service, the CORS rules for the origins allowed included.
+//! the service, the CORS rules for the origins allowed included, and
+//! [`DecodeText`] for the text encoding.
+
+mod text;
+
+pub use text::DecodeText;
 
 use std::time::Duration;
 
