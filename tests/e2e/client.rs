@@ -38,10 +38,10 @@ async fn a_timeout_bounds_the_call_and_the_server_gives_up_too(backend: Backend)
         matches!(error, ClientError::DeadlineExceeded(_)),
         "{error:?}"
     );
-    assert!(
-        took >= timeout - Duration::from_millis(5) && took < timeout * 2,
-        "{took:?}"
-    );
+    // Back while the lock was still held: the timeout ended the call, not
+    // the lock (no upper bound on `took`: a loaded machine fires timers
+    // late, and that is not what this test is about).
+    assert!(took >= timeout - Duration::from_millis(5), "{took:?}");
     // The server got the deadline with the call: on PostgreSQL and MySQL
     // it dropped the work, so nothing is stored late once the lock is gone. SQLite's
     // writer finishes a unit it has started (here: waiting for the file
@@ -97,8 +97,9 @@ async fn an_export_ends_at_its_timeout(backend: Backend) {
         matches!(error, ClientError::DeadlineExceeded(_)),
         "{error:?}"
     );
+    // Ended part way (fewer than 1000), so by the timeout, not by the end.
     assert!(received > 0 && received < 1000, "{received}");
-    assert!(took >= timeout && took < timeout * 2, "{took:?}");
+    assert!(took >= timeout, "{took:?}");
 }
 
 async fn calls_fail_over_to_a_server_that_answers(backend: Backend) {

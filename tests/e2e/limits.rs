@@ -11,7 +11,7 @@ use tokio::{
     net::TcpStream,
 };
 use users_client::ClientError;
-use users_tests::{Backend, spawn_app_with};
+use users_tests::{Backend, Tally, spawn_app_with};
 
 on_backend!(sqlite: Sqlite;
     calls_beyond_the_limit_wait_briefly_then_are_resource_exhausted,
@@ -136,15 +136,21 @@ async fn calls_beyond_the_limit_wait_briefly_then_are_resource_exhausted(backend
     // Two creates hold both turns, waiting for the lock.
     let lock = app.database().lock_for_writes().await;
     let started = Instant::now();
+    let refused = Tally::default();
     let calls = futures_util::future::join_all((0..5).map(|i| {
         let client = app.client.clone();
+        let refused = &refused;
         async move {
             let created = client.create_user(format!("user-{i}")).await;
+            refused.add_if(created.is_err());
             (created, started.elapsed())
         }
     }));
+    // Released once the calls beyond the limit are back: they were refused
+    // while the two holding the turns still waited, however slow the
+    // machine.
     let release = async {
-        tokio::time::sleep(wait * 5).await;
+        refused.reaches(3, "calls beyond the limit").await;
         // Health checks are not counted: served while the calls hold every turn.
         let mut health = tonic_health::pb::health_client::HealthClient::new(
             tonic::transport::Channel::from_shared(format!("http://{}", app.addr))
@@ -169,10 +175,7 @@ async fn calls_beyond_the_limit_wait_briefly_then_are_resource_exhausted(backend
             Err(ClientError::Other { code, error }) => {
                 assert_eq!(*code, tonic::Code::ResourceExhausted, "{error:?}");
                 assert_eq!(error.reason, "TOO_MANY_CALLS");
-                assert!(
-                    *took >= wait && *took < wait * 4,
-                    "refused after the wait, not later: {took:?}"
-                );
+                assert!(*took >= wait, "refused after the wait: {took:?}");
                 refused += 1;
             }
             Err(other) => panic!("expected RESOURCE_EXHAUSTED, got {other:?}"),

@@ -12,6 +12,7 @@ mod pgbouncer;
 mod private_mysql;
 mod private_postgres;
 mod system;
+mod tally;
 
 use std::{net::SocketAddr, path::Path};
 
@@ -28,6 +29,7 @@ pub use pgbouncer::{Pgbouncer, PoolMode};
 pub use private_mysql::{MARIADB_BINDIR_VAR, PrivateMysql};
 pub use private_postgres::{POSTGRES_BINDIR_VAR, PrivatePostgres, StopMode};
 pub use system::free_port;
+pub use tally::Tally;
 
 /// A running server with its own database, and a client connected to it.
 /// Dropping it stops the server and deletes the database.

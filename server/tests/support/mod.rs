@@ -145,6 +145,27 @@ impl Running {
         fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
     }
 
+    /// Waits until the process has used no CPU for half a second: it has
+    /// done all it will do unasked (filled its send windows, read what it
+    /// buffers), however slow the machine is today. Panics after a minute
+    /// of work without a pause.
+    pub async fn wait_until_idle(&self) {
+        const QUIET_POLLS: u32 = 5;
+        let started = std::time::Instant::now();
+        let mut ticks = self.cpu_ticks();
+        let mut quiet = 0;
+        while quiet < QUIET_POLLS {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(60),
+                "the server kept working for a minute"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            let now = self.cpu_ticks();
+            quiet = if now == ticks { quiet + 1 } else { 0 };
+            ticks = now;
+        }
+    }
+
     /// The log lines written since the last call (or since it started
     /// serving).
     pub fn new_log_lines(&self) -> Vec<String> {
