@@ -5,8 +5,6 @@
 
 use std::time::{Duration, Instant};
 
-use diesel::{QueryableByName, sql_types::BigInt};
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use tonic::{
     Code, Request,
     transport::{Channel, Endpoint},
@@ -58,8 +56,8 @@ async fn a_call_past_its_deadline_is_deadline_exceeded_and_its_statement_is_canc
     // Back while the lock was still held, so ended by the deadline.
     assert!(took >= timeout - Duration::from_millis(5), "{took:?}");
     assert_eq!(
-        wait_until_no_lock_waiters(&app).await,
-        0,
+        app.database().wait_until_no_writes_wait().await,
+        Some(0),
         "the UPDATE was cancelled"
     );
 
@@ -74,8 +72,8 @@ async fn a_call_past_its_deadline_is_deadline_exceeded_and_its_statement_is_canc
         "{status:?}"
     );
     assert_eq!(
-        wait_until_no_lock_waiters(&app).await,
-        0,
+        app.database().wait_until_no_writes_wait().await,
+        Some(0),
         "the UPDATE was cancelled"
     );
 
@@ -205,33 +203,4 @@ async fn an_export_without_a_deadline_may_outlast_the_default_timeout(backend: B
         "{:?}",
         started.elapsed()
     );
-}
-
-#[derive(QueryableByName)]
-struct Count {
-    #[diesel(sql_type = BigInt)]
-    count: i64,
-}
-
-/// Waits for no session of the test database to wait on a lock; returns
-/// how many still do after 30 s, far beyond the cancellation's own time
-/// (milliseconds), so that only an UPDATE that was never cancelled counts.
-async fn wait_until_no_lock_waiters(app: &TestApp) -> i64 {
-    let mut conn = AsyncPgConnection::establish(&app.database().url())
-        .await
-        .unwrap();
-    let started = Instant::now();
-    loop {
-        let waiting: Count = diesel::sql_query(
-            "SELECT count(*) AS count FROM pg_stat_activity \
-             WHERE datname = current_database() AND wait_event_type = 'Lock'",
-        )
-        .get_result(&mut conn)
-        .await
-        .unwrap();
-        if waiting.count == 0 || started.elapsed() > Duration::from_secs(30) {
-            return waiting.count;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }

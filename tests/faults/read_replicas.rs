@@ -178,7 +178,7 @@ async fn a_client_reads_its_own_writes_through_a_lagging_replica() {
     let started = Instant::now();
     while find_without_token(&client, "unseen").await.is_empty() {
         assert!(
-            started.elapsed() < DELAY * 5,
+            started.elapsed() < Duration::from_secs(30),
             "the standby never replayed the create"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -189,18 +189,30 @@ async fn a_client_reads_its_own_writes_through_a_lagging_replica() {
     );
     assert_eq!(find_without_token(&client, "unseen").await, [unseen.id]);
 
-    // Once the standby has replayed past the token, reads with it go there.
-    tokio::time::sleep(DELAY + Duration::from_millis(500)).await;
-    let before = standby_reads(metrics).await;
-    let page = client
-        .find_users(&FindUsers::new().name("unseen"))
-        .await
-        .unwrap();
-    assert_eq!(page.users.len(), 1);
-    assert_eq!(
-        standby_reads(metrics).await,
-        before + 1.0,
-        "a read whose token the standby has replayed is served by it"
+    // Once the standby has replayed past the token (and the server has
+    // seen it do so, at its next check), reads with it go there: each read
+    // sees the write wherever it is served, and one of them is served by
+    // the standby within seconds (given up on after 30).
+    let started = Instant::now();
+    loop {
+        let before = standby_reads(metrics).await;
+        let page = client
+            .find_users(&FindUsers::new().name("unseen"))
+            .await
+            .unwrap();
+        assert_eq!(page.users.len(), 1, "a read with the token sees the write");
+        if standby_reads(metrics).await == before + 1.0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "a read whose token the standby has replayed is served by it"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    println!(
+        "a read with the token served by the standby {:?} after the standby had the write",
+        started.elapsed()
     );
 }
 
@@ -216,8 +228,10 @@ async fn a_replica_too_far_behind_or_down_is_skipped() {
     // A write the standby holds back for 3 s: past 300 ms it is skipped,
     // and reads without a token see the write on the primary.
     let user = create_without_token(&client, "behind").await;
+    // Seen any time before the standby replays the write (after DELAY),
+    // the lag was seen; after that, nothing is left to see.
     let started = Instant::now();
-    wait_for_serving(metrics, false, Duration::from_secs(2)).await;
+    wait_for_serving(metrics, false, DELAY).await;
     println!(
         "standby skipped {:?} after a write it holds back",
         started.elapsed()
@@ -234,7 +248,7 @@ async fn a_replica_too_far_behind_or_down_is_skipped() {
     for _ in 0..50 {
         assert_eq!(find_without_token(&client, "behind").await, [user.id]);
     }
-    wait_for_serving(metrics, false, Duration::from_secs(2)).await;
+    wait_for_serving(metrics, false, Duration::from_secs(30)).await;
 
     standby.start_again();
     let started = Instant::now();
@@ -268,7 +282,7 @@ async fn reads_go_on_from_the_replica_while_the_primary_is_down() {
     let before = standby_reads(metrics).await;
     while standby_reads(metrics).await == before {
         assert!(
-            started.elapsed() < Duration::from_secs(10),
+            started.elapsed() < Duration::from_secs(30),
             "the standby never caught up"
         );
         client.find_users(&FindUsers::new()).await.unwrap();
@@ -294,7 +308,7 @@ async fn reads_go_on_from_the_replica_while_the_primary_is_down() {
     let barbara = loop {
         match client.create_user("Barbara").await {
             Ok(user) => break user,
-            Err(ClientError::Unavailable(_)) if started.elapsed() < Duration::from_secs(10) => {
+            Err(ClientError::Unavailable(_)) if started.elapsed() < Duration::from_secs(30) => {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
             Err(error) => panic!("writes did not resume: {error}"),

@@ -160,6 +160,61 @@ impl TestDatabase {
     }
 }
 
+impl TestDatabase {
+    /// How many sessions of this database wait for a lock right now (the
+    /// server's writes behind a [`WriteLock`]); `None` on SQLite, whose
+    /// waiting writers nothing can see.
+    pub async fn writes_waiting(&self) -> Option<i64> {
+        #[derive(diesel::QueryableByName)]
+        struct Count {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            count: i64,
+        }
+        use diesel_async::RunQueryDsl;
+        let count = match self {
+            Self::Sqlite { .. } => return None,
+            Self::Postgres { admin_url, name } => {
+                let mut conn = AsyncPgConnection::establish(&with_database(admin_url, name))
+                    .await
+                    .unwrap();
+                diesel::sql_query(
+                    "SELECT count(*) AS count FROM pg_stat_activity \
+                     WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                )
+                .get_result::<Count>(&mut conn)
+                .await
+                .unwrap()
+            }
+            Self::Mysql { .. } => {
+                let mut conn = AsyncMysqlConnection::establish(&self.url()).await.unwrap();
+                diesel::sql_query(
+                    "SELECT CAST(count(*) AS SIGNED) AS count FROM information_schema.processlist \
+                     WHERE db = DATABASE() AND state LIKE 'Waiting for table%'",
+                )
+                .get_result::<Count>(&mut conn)
+                .await
+                .unwrap()
+            }
+        };
+        Some(count.count)
+    }
+
+    /// Waits until no session waits for a lock (see
+    /// [`writes_waiting`](Self::writes_waiting)), giving up after 30 s, far
+    /// beyond the milliseconds a cancelled statement takes to go; returns
+    /// how many still wait then (`None` on SQLite, at once).
+    pub async fn wait_until_no_writes_wait(&self) -> Option<i64> {
+        let started = std::time::Instant::now();
+        loop {
+            let waiting = self.writes_waiting().await?;
+            if waiting == 0 || started.elapsed() > std::time::Duration::from_secs(30) {
+                return Some(waiting);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+}
+
 /// A transaction that blocks writes to the users table while it is open.
 #[allow(missing_debug_implementations)] // the connections have none
 pub enum WriteLock {
