@@ -17,6 +17,7 @@
 //! - [`tls`]: the TLS flags and the certificates they name, checked at
 //!   start-up.
 //! - [`metrics`]: what is counted, per server, and the `/metrics` endpoint.
+//! - [`reflection`]: gRPC server reflection, for tools such as grpcurl.
 //! - [`config`] and [`telemetry`]: command line and logging (text or JSON).
 
 mod accept;
@@ -30,6 +31,7 @@ pub mod error;
 pub mod health;
 pub mod metrics;
 pub mod models;
+pub mod reflection;
 pub mod service;
 pub mod startup;
 pub mod telemetry;

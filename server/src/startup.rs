@@ -9,7 +9,7 @@ use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tonic::{service::interceptor::InterceptedService, transport::Server};
 use tonic_health::ServingStatus;
-use users_client::pb::{self, user_service_server::UserServiceServer};
+use users_client::pb::user_service_server::UserServiceServer;
 
 use crate::accept;
 use crate::auth::{Authenticator, Guard, TokensError};
@@ -23,6 +23,7 @@ use crate::db::{
 };
 use crate::health::Health;
 use crate::metrics::{CountRefused, MetricsEndpoint, RpcMetrics};
+use crate::reflection::Reflection;
 use crate::service::{
     UsersService, forget_expired_request_ids, request_id::EchoRequestIds, stamp_arrival,
 };
@@ -132,7 +133,7 @@ pub enum StartupError {
     },
     /// The reflection service could not read our descriptors (a build bug).
     #[error("cannot build the reflection service: {0}")]
-    Reflection(#[from] tonic_reflection::server::Error),
+    Reflection(#[from] crate::reflection::DescriptorError),
     /// The server stopped with an error.
     #[error("server failed: {0}")]
     Serve(#[from] tonic::transport::Error),
@@ -261,16 +262,8 @@ impl Application {
         );
 
         // Both reflection versions: grpcurl 1.8 speaks v1alpha, newer tools v1.
-        let reflection = || {
-            tonic_reflection::server::Builder::configure()
-                .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
-                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-                // google.rpc.ErrorInfo and BadRequest, so that tools such as
-                // grpcurl can print the details of our errors.
-                .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
-        };
-        let reflection_v1 = reflection().build_v1()?;
-        let reflection_v1alpha = reflection().build_v1alpha()?;
+        let reflection = Reflection::new()?;
+        let (reflection_v1, reflection_v1alpha) = (reflection.v1(), reflection.v1alpha());
 
         let rpc_metrics = RpcMetrics::default();
         let metrics = self.metrics.map(|endpoint| {

@@ -50,6 +50,7 @@ mod ordering;
 mod paging;
 mod pgbouncer;
 mod readme;
+mod reflection;
 mod replicas;
 mod request_ids;
 mod tls;
