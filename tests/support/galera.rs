@@ -22,7 +22,9 @@ use std::{
 };
 
 use crate::{
-    private_mysql::{SMALL, assert_success, install_data_directory, mysql_owner, program},
+    private_mysql::{
+        SMALL, assert_success, create_tmpdir, install_data_directory, mysql_owner, program,
+    },
     system::free_port,
 };
 
@@ -146,7 +148,10 @@ impl GaleraCluster {
             }
         }
 
-        install_data_directory(&cluster.datadir(0));
+        for node in 0..NODES {
+            create_tmpdir(&cluster.tmpdir(node));
+        }
+        install_data_directory(&cluster.datadir(0), &cluster.tmpdir(0));
 
         cluster.launch(0, Some("--wsrep-new-cluster"));
         cluster.wait_until_synced(&[0], 1);
@@ -484,6 +489,10 @@ impl GaleraCluster {
         self.dir.path().join(format!("n{node}"))
     }
 
+    fn tmpdir(&self, node: usize) -> PathBuf {
+        self.dir.path().join(format!("n{node}.tmp"))
+    }
+
     fn options_file(&self, node: usize) -> PathBuf {
         self.dir.path().join(format!("n{node}.cnf"))
     }
@@ -522,6 +531,7 @@ impl GaleraCluster {
         format!(
             "[mysqld]
 {user}datadir={dir}/n{node}
+tmpdir={dir}/n{node}.tmp
 socket={dir}/n{node}.sock
 pid-file={dir}/n{node}.pid
 log-error={dir}/n{node}.err

@@ -3,7 +3,7 @@
 //! shared server that the other MySQL tests use).
 
 use std::{
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::{Child, Command, Output, Stdio},
     sync::{Mutex, PoisonError},
     thread,
@@ -30,7 +30,7 @@ const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 /// drop.
 #[derive(Debug)]
 pub struct PrivateMysql {
-    /// Holds `data/`, the server's error log, its socket and pid file.
+    /// Holds `data/`, `tmp/`, the server's error log, its socket and pid file.
     dir: tempfile::TempDir,
     port: u16,
     /// The running `mariadbd`; `None` while stopped.
@@ -64,7 +64,8 @@ impl PrivateMysql {
             std::os::unix::fs::chown(server.dir.path(), Some(uid), Some(gid))
                 .expect("cannot hand the server's directory to the mysql user");
         }
-        install_data_directory(&server.data());
+        create_tmpdir(&server.tmp());
+        install_data_directory(&server.data(), &server.tmp());
         server.start_again();
         server
     }
@@ -139,6 +140,7 @@ impl PrivateMysql {
         let mut args = vec![
             "--no-defaults".to_owned(),
             format!("--datadir={}", self.data().display()),
+            format!("--tmpdir={}", self.tmp().display()),
             format!("--port={}", self.port),
             "--bind-address=127.0.0.1".to_owned(),
             format!("--socket={dir}/mariadbd.sock"),
@@ -193,6 +195,10 @@ impl PrivateMysql {
         self.dir.path().join("data")
     }
 
+    fn tmp(&self) -> PathBuf {
+        self.dir.path().join("tmp")
+    }
+
     /// The last `lines` lines of the server's error log, for a failure
     /// message.
     fn log_tail(&self, lines: usize) -> String {
@@ -227,12 +233,15 @@ pub(crate) const SMALL: [&str; 2] = ["--innodb-buffer-pool-size=32M", "--innodb-
 
 /// Creates a data directory with `mariadb-install-db`: a `root` user that
 /// needs no password (the default, `socket`, would only let the system's
-/// root in, over the socket), no test database, [`SMALL`].
-pub(crate) fn install_data_directory(datadir: &std::path::Path) {
+/// root in, over the socket), no test database, [`SMALL`], temporary files
+/// in `tmpdir` (see [`create_tmpdir`]).
+pub(crate) fn install_data_directory(datadir: &Path, tmpdir: &Path) {
     let datadir = format!("--datadir={}", datadir.display());
+    let tmpdir = format!("--tmpdir={}", tmpdir.display());
     let mut install = vec![
         "--no-defaults",
         &datadir,
+        &tmpdir,
         "--auth-root-authentication-method=normal",
         "--skip-test-db",
         "--skip-name-resolve",
@@ -242,6 +251,20 @@ pub(crate) fn install_data_directory(datadir: &std::path::Path) {
         install.push("--user=mysql");
     }
     run("mariadb-install-db", &install);
+}
+
+/// Creates `path` as a server's own `tmpdir`, owned by the user it runs as.
+/// Never the shared `/tmp`: every `mariadbd` deletes the `#sql*` files in
+/// its tmpdir when it starts (what a crash left), so a server starting
+/// beside another one bootstrapping would delete that one's temporary
+/// tables under it, and `mariadb-install-db` fails with "Error on delete
+/// of '/tmp/#sql-temptable-...'".
+pub(crate) fn create_tmpdir(path: &Path) {
+    std::fs::create_dir(path).expect("cannot create a server's tmpdir");
+    if let Some((uid, gid)) = mysql_owner() {
+        std::os::unix::fs::chown(path, Some(uid), Some(gid))
+            .expect("cannot hand a server's tmpdir to the mysql user");
+    }
 }
 
 /// Runs one of MariaDB's programs; panics with its output if it fails.
