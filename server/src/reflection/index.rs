@@ -215,11 +215,15 @@ impl Descriptors {
     }
 
     fn declare_enum(&mut self, id: FileId, scope: &str, enum_type: &EnumDescriptorProto) {
-        // Values are named as siblings of their enum, not inside it.
+        // Protobuf names values as siblings of their enum; some clients
+        // ask for them inside it (`...ServingStatus.SERVING`): both lead to
+        // the file.
+        let name = full_name(scope, enum_type.name());
         for value in &enum_type.value {
             self.declare(id, full_name(scope, value.name()));
+            self.declare(id, full_name(&name, value.name()));
         }
-        self.declare(id, full_name(scope, enum_type.name()));
+        self.declare(id, name);
     }
 
     fn declare_extension(&mut self, id: FileId, scope: &str, extension: &FieldDescriptorProto) {
@@ -400,6 +404,10 @@ mod tests {
             ("grpc.health.v1.HealthCheckResponse", health),
             ("grpc.health.v1.HealthCheckResponse.ServingStatus", health),
             ("grpc.health.v1.HealthCheckResponse.SERVING", health),
+            (
+                "grpc.health.v1.HealthCheckResponse.ServingStatus.SERVING",
+                health,
+            ),
             (
                 "google.protobuf.Timestamp",
                 descriptors.file_named("google/protobuf/timestamp.proto"),
