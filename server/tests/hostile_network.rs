@@ -708,7 +708,7 @@ async fn stalled_exports_hold_no_database_connection_and_others_are_served() {
     assert_eq!(small_export.unwrap().len(), 100);
     let (rss_meanwhile, _) = server.rss_kib();
     let finished_while_stalled = server
-        .new_log_lines()
+        .log_lines_until("export finished")
         .iter()
         .filter(|line| line.contains("export finished"))
         .count();

@@ -171,6 +171,25 @@ impl Running {
     pub fn new_log_lines(&self) -> Vec<String> {
         self.log.try_iter().collect()
     }
+
+    /// The log lines written since the last call, waiting until one of them
+    /// contains `wanted`: a line the server writes as it replies can reach
+    /// us after the reply does. Panics if none comes within 30 s.
+    pub fn log_lines_until(&self, wanted: &str) -> Vec<String> {
+        let mut lines = Vec::new();
+        while !lines
+            .last()
+            .is_some_and(|line: &String| line.contains(wanted))
+        {
+            let line = self
+                .log
+                .recv_timeout(Duration::from_secs(30))
+                .unwrap_or_else(|_| panic!("the server logs {wanted:?}; it logged {lines:#?}"));
+            lines.push(line);
+        }
+        lines.extend(self.log.try_iter());
+        lines
+    }
 }
 
 impl Drop for Running {
