@@ -43,10 +43,10 @@ use crate::{ClientBuilder, ClientError, RetryPolicy};
 /// ```
 #[derive(Debug, Clone)]
 pub struct UsersClient {
-    endpoints: Arc<Endpoints>,
+    pub(crate) endpoints: Arc<Endpoints>,
     /// Bounds each call, its retries included.
     timeout: Option<Duration>,
-    retry: RetryPolicy,
+    pub(crate) retry: RetryPolicy,
     /// From the client's writes, sent with its calls; shared by clones.
     consistency: Arc<ConsistencyToken>,
 }

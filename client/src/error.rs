@@ -49,6 +49,11 @@ pub enum ClientError {
     /// The call took longer than its deadline.
     #[error("deadline exceeded: {0}")]
     DeadlineExceeded(ServerError),
+    /// A watch asked for change events that are no longer kept
+    /// (`EVENTS_EXPIRED`): read the users again with `export_users`, then
+    /// watch after the sequence it gives.
+    #[error("out of range: {0}")]
+    OutOfRange(ServerError),
     /// Any other status, such as INTERNAL.
     #[error("{code:?}: {error}")]
     Other {
@@ -137,6 +142,7 @@ impl ClientError {
             Self::Aborted(_) => Some(Code::Aborted),
             Self::Unavailable(_) => Some(Code::Unavailable),
             Self::DeadlineExceeded(_) => Some(Code::DeadlineExceeded),
+            Self::OutOfRange(_) => Some(Code::OutOfRange),
             Self::Other { code, .. } => Some(*code),
             Self::Connect { .. }
             | Self::TlsFile { .. }
@@ -156,6 +162,7 @@ impl ClientError {
             | Self::Aborted(error)
             | Self::Unavailable(error)
             | Self::DeadlineExceeded(error)
+            | Self::OutOfRange(error)
             | Self::Other { error, .. } => Some(error),
             Self::Connect { .. }
             | Self::TlsFile { .. }
@@ -210,6 +217,7 @@ impl From<Status> for ClientError {
             Code::Unavailable => Self::Unavailable(error),
             Code::Unknown | Code::Internal if broken => Self::Unavailable(error),
             Code::DeadlineExceeded => Self::DeadlineExceeded(error),
+            Code::OutOfRange => Self::OutOfRange(error),
             code => Self::Other { code, error },
         }
     }

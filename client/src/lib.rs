@@ -30,6 +30,8 @@
 //! - [`error`]: [`ClientError`], one variant per status a caller can act on.
 //! - [`pb`]: the generated code.
 //! - [`retry`]: [`RetryPolicy`], which failed calls are sent again.
+//! - [`watch`]: [`WatchUsers`], the changes to users as a stream that
+//!   resumes by itself.
 
 pub mod builder;
 pub mod client;
@@ -39,11 +41,13 @@ pub mod endpoints;
 pub mod error;
 pub mod pb;
 pub mod retry;
+pub mod watch;
 
 pub use builder::ClientBuilder;
 pub use client::{FindUsers, Page, SortField, User, UsersClient};
 pub use endpoints::RawClient;
 pub use retry::RetryPolicy;
+pub use watch::{EventKind, UserEvent, WatchUsers};
 
 /// The README's Rust examples, compiled as doctests so they stay true.
 #[cfg(doctest)]

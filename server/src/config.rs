@@ -164,6 +164,18 @@ pub struct Config {
           value_parser = parse_positive_duration)]
     pub request_id_ttl: Duration,
 
+    /// How long change events (WatchUsers) are kept, e.g. `7d`: a watch
+    /// resumed after an older sequence gets OUT_OF_RANGE.
+    #[arg(long, env = "USERS_EVENTS_RETENTION", default_value = "7d",
+          value_parser = parse_positive_duration)]
+    pub events_retention: Duration,
+
+    /// How often the server looks for change events written by other
+    /// servers sharing its database (its own are sent at once).
+    #[arg(long, env = "USERS_EVENTS_POLL_INTERVAL", default_value = "200ms",
+          value_parser = parse_positive_duration)]
+    pub events_poll_interval: Duration,
+
     /// TLS: plaintext unless `--tls-cert` and `--tls-key` are given.
     #[command(flatten)]
     pub tls: TlsFlags,
@@ -214,6 +226,8 @@ impl Config {
             cors_allow_origins: Vec::new(),
             skip_migrations: false,
             request_id_ttl: Duration::from_secs(24 * 60 * 60),
+            events_retention: Duration::from_secs(7 * 24 * 60 * 60),
+            events_poll_interval: Duration::from_millis(200),
             tls: TlsFlags::default(),
             metrics_listen: None,
             log_format: LogFormat::Text,

@@ -78,6 +78,22 @@ pub enum ApiError {
         /// How long the call waited for a turn.
         waited: std::time::Duration,
     },
+    /// A watch asked for events that are no longer kept.
+    #[error(
+        "the events after sequence {after} are no longer kept (kept: after {expired}); read the users again with ExportUsers, then watch from the sequence it gives"
+    )]
+    EventsExpired {
+        /// The sequence asked for.
+        after: i64,
+        /// The events up to this one were deleted.
+        expired: i64,
+    },
+    /// The server is shutting down: a watch ends; resume it elsewhere.
+    #[error("the server is shutting down; resume the watch after sequence {after}")]
+    ShuttingDown {
+        /// The last sequence the watch sent (or started after).
+        after: i64,
+    },
     /// The database is down, unreachable, or too busy; worth retrying.
     #[error("database unavailable: {0}")]
     Unavailable(#[source] DbError),
@@ -155,6 +171,21 @@ impl From<ApiError> for Status {
                  it may or may not have been applied"
                     .to_owned(),
                 HashMap::new(),
+            ),
+            ApiError::EventsExpired { after, expired } => (
+                Code::OutOfRange,
+                "EVENTS_EXPIRED",
+                error.to_string(),
+                HashMap::from([
+                    ("after_sequence".to_owned(), after.to_string()),
+                    ("expired_through".to_owned(), expired.to_string()),
+                ]),
+            ),
+            ApiError::ShuttingDown { after } => (
+                Code::Unavailable,
+                "SHUTTING_DOWN",
+                error.to_string(),
+                HashMap::from([("after_sequence".to_owned(), after.to_string())]),
             ),
             ApiError::Conflict(source) => {
                 tracing::warn!(error = %source, "transaction conflict, retries exhausted");

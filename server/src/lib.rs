@@ -20,6 +20,10 @@
 //! - [`reflection`]: gRPC server reflection, for tools such as grpcurl.
 //! - [`config`] and [`telemetry`]: command line and logging (text or JSON).
 
+// The futures of units of work nest deeply (diesel's queries, per backend,
+// in async closures): their layout needs more than the default 128.
+#![recursion_limit = "256"]
+
 mod accept;
 pub mod auth;
 pub mod call_limit;
@@ -28,6 +32,7 @@ pub mod config_file;
 pub mod db;
 pub mod domain;
 pub mod error;
+pub mod events;
 pub mod health;
 pub mod metrics;
 pub mod models;

@@ -21,6 +21,7 @@ use crate::db::{
     replicas::ReplicaOptions,
     url::{DatabaseUrl, UrlError},
 };
+use crate::events::{EventHub, EventOptions, HubOptions, expire_events};
 use crate::health::Health;
 use crate::metrics::{CountRefused, MetricsEndpoint, RpcMetrics};
 use crate::reflection::Reflection;
@@ -41,6 +42,8 @@ pub struct Application {
     tls: TlsMode,
     db: Database,
     request_id_ttl: Duration,
+    /// How the change events are kept and polled.
+    events: EventOptions,
     health_check_interval: Duration,
     drain_timeout: Duration,
     default_timeout: Duration,
@@ -218,6 +221,13 @@ impl Application {
             tls: config.tls.mode(),
             db,
             request_id_ttl: config.request_id_ttl,
+            events: EventOptions {
+                retention: config.events_retention,
+                hub: HubOptions {
+                    poll_interval: config.events_poll_interval,
+                    ..HubOptions::default()
+                },
+            },
             health_check_interval: config.health_check_interval,
             drain_timeout: config.drain_timeout,
             default_timeout: config.default_timeout,
@@ -286,11 +296,18 @@ impl Application {
             self.db.clone(),
             self.request_id_ttl,
         ));
+        let events = EventHub::new(self.db.clone(), self.events.hub);
+        let numbering = tokio::spawn(events.clone().run());
+        let expiry = tokio::spawn(expire_events(self.db.clone(), self.events.retention));
         let (draining, drain_started) = tokio::sync::oneshot::channel();
         let stop_serving = {
             let follow_database = follow_database.abort_handle();
+            let events = events.clone();
             async move {
                 shutdown.await;
+                // Watches never end by themselves: end them, so that
+                // their callers resume elsewhere.
+                events.close();
                 // Before reporting: the follower must not report SERVING again.
                 follow_database.abort();
                 health.set(ServingStatus::NotServing).await;
@@ -307,6 +324,7 @@ impl Application {
         let rpc_metrics_for_refusals = rpc_metrics.clone();
         let users = UserServiceServer::new(
             UsersService::new(self.db, self.request_id_ttl)
+                .with_events(events)
                 .with_metrics(rpc_metrics)
                 .with_default_timeout(self.default_timeout),
         )
@@ -364,6 +382,8 @@ impl Application {
             }
         };
         purge.abort();
+        numbering.abort();
+        expiry.abort();
         follow_database.abort();
         if let Some(reload_tokens) = reload_tokens {
             reload_tokens.abort();

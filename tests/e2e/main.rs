@@ -54,4 +54,5 @@ mod reflection;
 mod replicas;
 mod request_ids;
 mod tls;
+mod watch;
 mod x_request_id;

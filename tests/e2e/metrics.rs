@@ -129,8 +129,30 @@ async fn the_pools_are_read_when_scraped(backend: Backend) {
     let ada = app.client.create_user("Ada").await.unwrap();
     app.client.get_user(ada.id).await.unwrap();
 
-    let metrics = app.scrape_metrics().await;
-    // Nothing in flight between calls: no connection lent, nobody waiting.
+    // Nothing in flight between calls: no connection lent, nobody waiting,
+    // once the server's own background work (the change events' poll, a
+    // statement every 200 ms) is between two polls.
+    let in_flight = [
+        r#"users_db_connections_in_use{pool="exclusive"}"#,
+        r#"users_db_pool_waiting{pool="exclusive"}"#,
+        "users_db_pipelined_turns_in_use",
+        r#"users_db_connections_in_use{pool="readers"}"#,
+        r#"users_db_pool_waiting{pool="readers"}"#,
+        "users_db_sqlite_writer_queue",
+        r#"users_db_connections_in_use{pool="mysql"}"#,
+        r#"users_db_pool_waiting{pool="mysql"}"#,
+    ];
+    let patience = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    let metrics = loop {
+        let metrics = app.scrape_metrics().await;
+        let idle = in_flight
+            .iter()
+            .all(|series| sample(&metrics, series).unwrap_or(0.0) == 0.0);
+        if idle || tokio::time::Instant::now() >= patience {
+            break metrics;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    };
     match backend {
         Backend::Postgres => {
             let open = sample(&metrics, r#"users_db_connections{pool="pipelined"}"#)

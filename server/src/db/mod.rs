@@ -330,6 +330,38 @@ impl Database {
         self.run_read(Boundary::Transaction, work).await
     }
 
+    /// Runs `work` in a transaction meant for reads only, on the primary
+    /// even where reads may go to standbys: for reads that must see every
+    /// commit made before they began (the change events: a standby behind
+    /// would make a watcher skip events).
+    pub async fn read_primary<R: Send>(
+        &self,
+        work: impl for<'c> UnitOfWork<'c, R>,
+    ) -> Result<R, DbError> {
+        self.run_read_on_primary(Boundary::Transaction, work).await
+    }
+
+    /// As [`read_statement`](Self::read_statement), one statement that
+    /// only reads, but on the primary, as [`read_primary`](Self::read_primary).
+    pub async fn read_statement_primary<R: Send>(
+        &self,
+        work: impl for<'c> UnitOfWork<'c, R>,
+    ) -> Result<R, DbError> {
+        self.run_read_on_primary(Boundary::Statement, work).await
+    }
+
+    async fn run_read_on_primary<R: Send>(
+        &self,
+        boundary: Boundary,
+        work: impl for<'c> UnitOfWork<'c, R>,
+    ) -> Result<R, DbError> {
+        self.retries
+            .run(Retry::ConflictsAndLostConnections, &self.retried, || {
+                self.run_read_once(boundary, work.clone())
+            })
+            .await
+    }
+
     /// Runs `work` in a transaction that may write: committed if it returns
     /// `Ok`, rolled back otherwise.
     pub async fn write<R: Send + 'static>(

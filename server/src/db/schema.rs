@@ -29,3 +29,35 @@ diesel::table! {
         create_time -> Timestamp,
     }
 }
+
+diesel::table! {
+    /// The outbox of change events (see the migration).
+    user_events (id) {
+        /// Insertion order.
+        id -> BigInt,
+        /// Commit order; `None` until sequenced.
+        sequence -> Nullable<BigInt>,
+        /// [`EventKind`](crate::models::EventKind) as a number.
+        kind -> SmallInt,
+        user_id -> BigInt,
+        name -> Text,
+        /// UTC.
+        create_time -> Timestamp,
+        /// UTC.
+        update_time -> Timestamp,
+        revision -> BigInt,
+        /// UTC.
+        event_time -> Timestamp,
+        request_id -> Text,
+    }
+}
+
+diesel::table! {
+    /// Named positions in the event log (see the migration).
+    user_event_cursors (name) {
+        name -> Text,
+        sequence -> BigInt,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(users, user_events, user_event_cursors);

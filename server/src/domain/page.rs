@@ -34,6 +34,20 @@ impl UserFilter {
     }
 }
 
+impl UserFilter {
+    /// Whether `name` passes every filter that is set (as
+    /// [`name_match`](Self::name_match) selects in a query).
+    pub fn matches(&self, name: &str) -> bool {
+        self.name
+            .as_ref()
+            .is_none_or(|wanted| wanted.as_str() == name)
+            && self
+                .name_prefix
+                .as_ref()
+                .is_none_or(|prefix| name.starts_with(prefix.as_str()))
+    }
+}
+
 /// The names a [`UserFilter`] selects.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NameMatch<'a> {

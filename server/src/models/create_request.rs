@@ -8,7 +8,7 @@ use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::sql_types::{BigInt, Text, Timestamp};
 use diesel_async::{AsyncConnection, RunQueryDsl};
 
-use super::{NewUser, User};
+use super::{Event, EventKind, NewUser, User};
 use crate::db::{Tx, on_backend, schema::create_requests, written_row};
 use crate::domain::{RequestId, UserName};
 
@@ -39,18 +39,20 @@ impl CreateRequest {
         tx: &mut Tx<'_>,
         new_user: &NewUser,
         request_id: &RequestId,
+        call: &str,
     ) -> QueryResult<User> {
         let statement = CreateRemembered {
             name: new_user.name(),
             now: new_user.create_time(),
             request_id: request_id.as_str(),
+            call,
         };
         match tx {
             Tx::Postgres(conn) => statement.load(&mut **conn).await.and_then(written_row),
             Tx::PostgresPipelined(conn) => statement.load(&mut **conn).await.and_then(written_row),
             Tx::Sqlite(conn) => {
                 conn.transaction(async |conn| {
-                    Self::insert_and_record(&mut Tx::Sqlite(conn), new_user, request_id).await
+                    Self::insert_and_record(&mut Tx::Sqlite(conn), new_user, request_id, call).await
                 })
                 .await
             }
@@ -61,29 +63,48 @@ impl CreateRequest {
             // ROLLBACK TO SAVEPOINT instead of the conflict, which is then
             // not run again.)
             Tx::Mysql(conn) => {
-                Self::insert_and_record(&mut Tx::Mysql(conn), new_user, request_id).await
+                Self::insert_and_record(&mut Tx::Mysql(conn), new_user, request_id, call).await
             }
         }
     }
 
-    /// The two steps of [`create_user`](Self::create_user) where it takes
-    /// two.
+    /// The steps of [`create_user`](Self::create_user) where it takes
+    /// several: the user, its request id, its event.
     async fn insert_and_record(
         tx: &mut Tx<'_>,
         new_user: &NewUser,
         request_id: &RequestId,
+        call: &str,
     ) -> QueryResult<User> {
         if let Tx::Mysql(conn) = tx {
-            // The row is read back after both writes, which also tells that
-            // neither was rolled back under the transaction (Galera).
+            // The row is read back after the writes, which also tells that
+            // none was rolled back under the transaction (Galera).
             let id = new_user.insert_without_returning(conn).await?;
             let created = [(request_id, new_user.user_name(), id)];
             Self::record_all(&mut Tx::Mysql(conn), &created, new_user.create_time()).await?;
+            let as_inserted = [new_user.as_inserted(id)];
+            let now = new_user.create_time();
+            Event::record(
+                &mut Tx::Mysql(conn),
+                EventKind::Created,
+                &as_inserted,
+                now,
+                call,
+            )
+            .await?;
             return new_user.read_back(conn, id).await;
         }
         let user = new_user.insert(tx).await?;
         let created = [(request_id, new_user.user_name(), user.id)];
         Self::record_all(tx, &created, user.create_time).await?;
+        Event::record(
+            tx,
+            EventKind::Created,
+            std::slice::from_ref(&user),
+            user.create_time,
+            call,
+        )
+        .await?;
         Ok(user)
     }
 
@@ -177,6 +198,8 @@ struct CreateRemembered<'a> {
     name: &'a str,
     now: NaiveDateTime,
     request_id: &'a str,
+    /// The call's `x-request-id`, for the event.
+    call: &'a str,
 }
 
 impl QueryId for CreateRemembered<'_> {
@@ -204,10 +227,9 @@ impl QueryFragment<Pg> for CreateRemembered<'_> {
              SELECT ",
         );
         out.push_bind_param::<Text, _>(self.request_id)?;
-        out.push_sql(
-            ", name, id, create_time FROM new_user) \
-             SELECT id, name, create_time, update_time, revision FROM new_user",
-        );
+        out.push_sql(", name, id, create_time FROM new_user)");
+        Event::push_created_cte(&mut out, self.call)?;
+        out.push_sql(" SELECT id, name, create_time, update_time, revision FROM new_user");
         Ok(())
     }
 }
@@ -222,6 +244,7 @@ mod tests {
             name: "Ada",
             now: NaiveDateTime::default(),
             request_id: "8d7c7ed4-4e5b-4bb4-9a6c-1f0f0e1b8a3c",
+            call: "trace-1",
         };
         const { assert!(<CreateRemembered<'_> as QueryId>::HAS_STATIC_QUERY_ID) };
         assert_eq!(statement.is_safe_to_cache_prepared(&Pg), Ok(true));
@@ -234,6 +257,7 @@ mod tests {
             sql.contains("SELECT $4, name, id, create_time FROM new_user"),
             "{sql}"
         );
-        assert!(!sql.contains("$5"), "{sql}");
+        assert!(sql.contains("INSERT INTO user_events"), "{sql}");
+        assert!(!sql.contains("$6"), "{sql}");
     }
 }

@@ -3,7 +3,9 @@
 //! return diesel's `QueryResult`.
 
 mod create_request;
+mod event;
 mod user;
 
 pub use create_request::CreateRequest;
+pub use event::{Event, EventKind, Kept, PUBLISHED};
 pub use user::{NewUser, User, Written, now};

@@ -1,9 +1,13 @@
 //! The `users` table.
 
 use chrono::{NaiveDateTime, SubsecRound, Utc};
+use diesel::pg::Pg;
 use diesel::prelude::*;
-use diesel_async::{AsyncMysqlConnection, RunQueryDsl};
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
+use diesel::sql_types::{BigInt, Text, Timestamp};
+use diesel_async::{AsyncConnection, AsyncMysqlConnection, RunQueryDsl};
 
+use super::{Event, EventKind};
 use crate::db::{
     Tx,
     mysql::{inserted_ids, rolled_back_under_us},
@@ -68,7 +72,70 @@ impl NewUser {
         self.create_time
     }
 
-    /// Stores the user and returns the stored row.
+    /// Stores the user, with its event for the call `request_id`, and
+    /// returns the stored row: on PostgreSQL one statement (so that it
+    /// needs no explicit transaction and can be pipelined), on SQLite two
+    /// in a savepoint inside the writer's group, on MySQL a few in the
+    /// unit's own transaction.
+    pub async fn create(&self, tx: &mut Tx<'_>, request_id: &str) -> QueryResult<User> {
+        let statement = CreateWithEvent {
+            name: self.name(),
+            now: self.create_time,
+            call: request_id,
+        };
+        match tx {
+            Tx::Postgres(conn) => statement.load(&mut **conn).await.and_then(written_row),
+            Tx::PostgresPipelined(conn) => statement.load(&mut **conn).await.and_then(written_row),
+            Tx::Sqlite(conn) => {
+                conn.transaction(async |conn| {
+                    let mut tx = Tx::Sqlite(conn);
+                    let user = self.insert(&mut tx).await?;
+                    let created = std::slice::from_ref(&user);
+                    Event::record(
+                        &mut tx,
+                        EventKind::Created,
+                        created,
+                        user.create_time,
+                        request_id,
+                    )
+                    .await?;
+                    Ok(user)
+                })
+                .await
+            }
+            // The unit's own transaction, rolled back whole on any error (no
+            // savepoint: see `CreateRequest::create_user`). The row is read
+            // back after the last write, which tells that no write was
+            // rolled back under the transaction (Galera).
+            Tx::Mysql(conn) => {
+                let id = self.insert_without_returning(conn).await?;
+                let as_inserted = [self.as_inserted(id)];
+                let now = self.create_time;
+                Event::record(
+                    &mut Tx::Mysql(conn),
+                    EventKind::Created,
+                    &as_inserted,
+                    now,
+                    request_id,
+                )
+                .await?;
+                self.read_back(conn, id).await
+            }
+        }
+    }
+
+    /// The row this user becomes when inserted as `id`.
+    pub fn as_inserted(&self, id: i64) -> User {
+        User {
+            id,
+            name: self.name.as_str().to_owned(),
+            create_time: self.create_time,
+            update_time: self.update_time,
+            revision: 1,
+        }
+    }
+
+    /// Stores the user and returns the stored row; records no event.
     pub async fn insert(&self, tx: &mut Tx<'_>) -> QueryResult<User> {
         on_backend!(tx, |conn| {
             diesel::insert_into(users::table)
@@ -282,13 +349,15 @@ impl User {
     }
 
     /// Renames the user `id`, if `expected` is its etag (or `None`): moves
-    /// `update_time` to `now` and increments the revision.
+    /// `update_time` to `now` and increments the revision; and records the
+    /// event, for the call `request_id`.
     pub async fn rename(
         tx: &mut Tx<'_>,
         id: UserId,
         expected: Option<Etag>,
         name: &UserName,
         now: NaiveDateTime,
+        request_id: &str,
     ) -> QueryResult<Written<User>> {
         let changes = (
             users::name.eq(name.as_str()),
@@ -347,47 +416,98 @@ impl User {
             }
         })?;
         match updated {
-            Some(user) => Ok(Written::Done(user)),
+            Some(user) => {
+                Event::record(
+                    tx,
+                    EventKind::Updated,
+                    std::slice::from_ref(&user),
+                    now,
+                    request_id,
+                )
+                .await?;
+                Ok(Written::Done(user))
+            }
             None => Self::why_not_written(tx, id).await,
         }
     }
 
-    /// Deletes the user `id`, if `expected` is its etag (or `None`).
+    /// Deletes the user `id`, if `expected` is its etag (or `None`), and
+    /// records the event (the user as it was, at `now`, for the call
+    /// `request_id`).
+    ///
+    /// The row is read first, locked until the unit ends (SQLite: its one
+    /// writer), so that the event holds exactly the row deleted.
     pub async fn delete(
         tx: &mut Tx<'_>,
         id: UserId,
         expected: Option<Etag>,
+        now: NaiveDateTime,
+        request_id: &str,
     ) -> QueryResult<Written<()>> {
-        let deleted = on_backend!(tx, |conn| {
-            let target = users::table.filter(users::id.eq(id.get()));
-            match expected {
-                None => diesel::delete(target).execute(conn).await,
-                Some(etag) => {
-                    diesel::delete(target.filter(users::revision.eq(etag.revision())))
-                        .execute(conn)
-                        .await
-                }
+        let row = users::table.find(id.get());
+        let user: Option<User> = match tx {
+            Tx::Postgres(conn) => {
+                row.select(User::as_select())
+                    .for_update()
+                    .first(&mut **conn)
+                    .await
             }
+            Tx::PostgresPipelined(conn) => {
+                row.select(User::as_select())
+                    .for_update()
+                    .first(&mut **conn)
+                    .await
+            }
+            Tx::Mysql(conn) => {
+                row.select(User::as_select())
+                    .for_update()
+                    .first(&mut **conn)
+                    .await
+            }
+            Tx::Sqlite(conn) => row.select(User::as_select()).first(&mut **conn).await,
+        }
+        .optional()?;
+        let Some(user) = user else {
+            return Ok(Written::Missing);
+        };
+        if expected.is_some_and(|etag| etag.revision() != user.revision) {
+            return Ok(Written::Stale);
+        }
+        Event::record(
+            tx,
+            EventKind::Deleted,
+            std::slice::from_ref(&user),
+            now,
+            request_id,
+        )
+        .await?;
+        let deleted = on_backend!(tx, |conn| {
+            diesel::delete(
+                users::table
+                    .filter(users::id.eq(user.id))
+                    .filter(users::revision.eq(user.revision)),
+            )
+            .execute(conn)
+            .await
         })?;
         // MySQL: as the writes that read their rows back, make sure the
         // delete stands ([`rolled_back_under_us`]).
-        if let Tx::Mysql(conn) = tx
-            && deleted > 0
-        {
+        if let Tx::Mysql(conn) = tx {
             let still_there: bool =
                 diesel::select(diesel::dsl::exists(users::table.find(id.get())))
                     .get_result(&mut **conn)
                     .await?;
-            if still_there {
+            if deleted != 1 || still_there {
                 return Err(rolled_back_under_us(
                     "the user this transaction deleted is back",
                 ));
             }
         }
-        match deleted {
-            0 => Self::why_not_written(tx, id).await,
-            _ => Ok(Written::Done(())),
+        if deleted != 1 {
+            // The row is locked: only a bug gets here.
+            return Err(diesel::result::Error::NotFound);
         }
+        Ok(Written::Done(()))
     }
 
     /// After a conditional write matched no row: was the user missing, or
@@ -469,6 +589,44 @@ impl User {
             };
             query.load(conn).await
         })
+    }
+}
+
+/// PostgreSQL's one statement for [`NewUser::create`]: the user and its
+/// event, inserted together by a data-modifying `WITH`. A query type of its
+/// own, rather than `sql_query`, so that diesel keeps it prepared (it never
+/// caches raw SQL).
+#[derive(Debug, Clone, Copy)]
+struct CreateWithEvent<'a> {
+    name: &'a str,
+    now: NaiveDateTime,
+    /// The call's `x-request-id`.
+    call: &'a str,
+}
+
+impl QueryId for CreateWithEvent<'_> {
+    type QueryId = CreateWithEvent<'static>;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl Query for CreateWithEvent<'_> {
+    type SqlType = (BigInt, Text, Timestamp, Timestamp, BigInt);
+}
+
+impl QueryFragment<Pg> for CreateWithEvent<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql(
+            "WITH new_user AS (INSERT INTO users (name, create_time, update_time) VALUES (",
+        );
+        out.push_bind_param::<Text, _>(self.name)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Timestamp, _>(&self.now)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Timestamp, _>(&self.now)?;
+        out.push_sql(") RETURNING id, name, create_time, update_time, revision)");
+        Event::push_created_cte(&mut out, self.call)?;
+        out.push_sql(" SELECT id, name, create_time, update_time, revision FROM new_user");
+        Ok(())
     }
 }
 

@@ -66,7 +66,8 @@ where
                     // Called inside the span and the call's scope: a handler
                     // that returns a stream (ExportUsers) takes both along to
                     // the stream's own database work.
-                    let work = handler(request.into_inner());
+                    let work =
+                        request_id::in_call(request_id.clone(), handler(request.into_inner()));
                     // Past the deadline the handler is dropped, its
                     // transaction with it (rolled back, its statement
                     // cancelled: `db`).

@@ -5,7 +5,10 @@
 //! create safe to retry: this one is metadata, on every call, and only
 //! ever logged.
 
-use std::task::{Context, Poll};
+use std::{
+    future::Future,
+    task::{Context, Poll},
+};
 
 use futures_util::future::BoxFuture;
 use http::HeaderValue;
@@ -18,6 +21,24 @@ pub const KEY: &str = "x-request-id";
 /// The longest id taken from a caller: enough for any UUID, trace id or
 /// ULID, short enough to repeat on every log line of the call.
 pub const MAX_LEN: usize = 128;
+
+tokio::task_local! {
+    /// The request id of the call being served, for what the call stores
+    /// (its change events).
+    static CURRENT: RequestId;
+}
+
+/// Runs `work` as the call `id`: [`current`] returns `id` within it.
+pub async fn in_call<F: Future>(id: RequestId, work: F) -> F::Output {
+    CURRENT.scope(id, work).await
+}
+
+/// The request id of the call being served; empty outside a call.
+pub fn current() -> String {
+    CURRENT
+        .try_with(|id| id.as_str().to_owned())
+        .unwrap_or_default()
+}
 
 /// A call's request id: the caller's, or one made up here.
 #[derive(Debug, Clone)]

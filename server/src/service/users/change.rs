@@ -7,6 +7,7 @@ use super::UsersService;
 use crate::domain::{Etag, Invalid, UpdateMask, UserId, UserName};
 use crate::error::ApiError;
 use crate::models::{User, Written, now};
+use crate::service::request_id;
 
 impl UsersService {
     pub(super) async fn get_user_inner(
@@ -40,15 +41,21 @@ impl UsersService {
         debug_assert!(mask.name);
         let name = UserName::parse("user.name", user.name)?;
 
+        let call = request_id::current();
         let written = self
             .db
             // The time is taken in the unit: a run after a conflict is later.
-            .write(async move |mut tx| User::rename(&mut tx, id, expected, &name, now()).await)
+            .write(async move |mut tx| {
+                User::rename(&mut tx, id, expected, &name, now(), &call).await
+            })
             .await?;
         match written {
-            Written::Done(user) => Ok(pb::UpdateUserResponse {
-                user: Some(user.into()),
-            }),
+            Written::Done(user) => {
+                self.events.committed();
+                Ok(pb::UpdateUserResponse {
+                    user: Some(user.into()),
+                })
+            }
             Written::Missing => Err(ApiError::UserNotFound { id: id.get() }),
             Written::Stale => Err(ApiError::EtagMismatch { id: id.get() }),
         }
@@ -60,12 +67,16 @@ impl UsersService {
     ) -> Result<pb::DeleteUserResponse, ApiError> {
         let id = UserId::parse("id", request.id)?;
         let expected = Etag::parse("etag", &request.etag)?;
+        let call = request_id::current();
         let written = self
             .db
-            .write(async move |mut tx| User::delete(&mut tx, id, expected).await)
+            .write(async move |mut tx| User::delete(&mut tx, id, expected, now(), &call).await)
             .await?;
         match written {
-            Written::Done(()) => Ok(pb::DeleteUserResponse {}),
+            Written::Done(()) => {
+                self.events.committed();
+                Ok(pb::DeleteUserResponse {})
+            }
             Written::Missing => Err(ApiError::UserNotFound { id: id.get() }),
             Written::Stale => Err(ApiError::EtagMismatch { id: id.get() }),
         }

@@ -10,7 +10,8 @@ use super::UsersService;
 use crate::db::{Database, DbError, Tx};
 use crate::domain::{Invalid, RequestId, UserName};
 use crate::error::ApiError;
-use crate::models::{CreateRequest, NewUser, User, now};
+use crate::models::{CreateRequest, Event, EventKind, NewUser, User, now};
+use crate::service::request_id;
 
 /// Most entries in one BatchCreateUsers.
 const MAX_BATCH: usize = 1000;
@@ -57,8 +58,9 @@ impl UsersService {
             // Nothing to look up: one INSERT, a transaction of its own.
             None => {
                 let new_user = NewUser::new(entry.name, now());
+                let call = request_id::current();
                 self.db
-                    .write_statement(async move |mut tx| new_user.insert(&mut tx).await)
+                    .write_statement(async move |mut tx| new_user.create(&mut tx, &call).await)
                     .await?
             }
             // Most request ids are new: create the user and remember the id
@@ -67,10 +69,11 @@ impl UsersService {
             Some(request_id) => {
                 // The name is kept for the look-up-first transaction.
                 let new_user = NewUser::new(entry.name.clone(), now());
+                let call = request_id::current();
                 let first_try = self
                     .db
                     .write_statement(async move |mut tx| {
-                        CreateRequest::create_user(&mut tx, &new_user, &request_id).await
+                        CreateRequest::create_user(&mut tx, &new_user, &request_id, &call).await
                     })
                     .await;
                 match first_try {
@@ -84,6 +87,7 @@ impl UsersService {
                 }
             }
         };
+        self.events.committed();
         Ok(pb::CreateUserResponse {
             user: Some(user.into()),
         })
@@ -118,6 +122,7 @@ impl UsersService {
             }
         }
         let users = self.create_all(entries).await?;
+        self.events.committed();
         Ok(pb::BatchCreateUsersResponse {
             users: users.into_iter().map(Into::into).collect(),
         })
@@ -129,12 +134,14 @@ impl UsersService {
     async fn create_all(&self, entries: Vec<ToCreate>) -> Result<Vec<User>, ApiError> {
         let entries = Arc::new(entries);
         let ttl = self.request_id_ttl;
+        let call: Arc<str> = request_id::current().into();
         let attempt = || {
             let entries = Arc::clone(&entries);
+            let call = Arc::clone(&call);
             self.db.write(async move |mut tx| {
                 // Taken in the unit: a run after a conflict is later.
                 let now = now();
-                create_in(&mut tx, &entries, now, cutoff(now, ttl)).await
+                create_in(&mut tx, &entries, now, cutoff(now, ttl), &call).await
             })
         };
         // A create that races ours under the same request id may commit
@@ -172,6 +179,7 @@ async fn create_in(
     entries: &[ToCreate],
     now: NaiveDateTime,
     cutoff: NaiveDateTime,
+    call: &str,
 ) -> diesel::QueryResult<Result<Vec<User>, ApiError>> {
     // What earlier creates remember of these request ids.
     let request_ids: Vec<&str> = entries
@@ -261,6 +269,7 @@ async fn create_in(
         .collect();
     to_record.sort_unstable_by_key(|(request_id, _, _)| request_id.as_str());
     CreateRequest::record_all(tx, &to_record, now).await?;
+    Event::record(tx, EventKind::Created, &inserted, now, call).await?;
     NewUser::confirm_stored(tx, &inserted).await?;
     let users = sources
         .into_iter()

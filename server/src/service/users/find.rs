@@ -14,6 +14,10 @@ use crate::domain::{After, NamePrefix, OrderBy, PageSize, PageToken, UserFilter,
 use crate::error::ApiError;
 use crate::models::User;
 
+/// The response header of ExportUsers that tells where to start watching
+/// (WatchUsers `after_sequence`) to miss no change the export may lack.
+pub const WATCH_FROM: &str = "x-users-event-sequence";
+
 /// The users an ExportUsers call streams.
 pub type UserStream = Pin<Box<dyn Stream<Item = Result<pb::User, Status>> + Send>>;
 
@@ -107,12 +111,17 @@ impl UsersService {
     /// chunk's read is bounded by the default timeout. A reader that
     /// stalls polls nothing, so it holds no connection meanwhile; its
     /// client drops the call at its own deadline.
-    pub(super) fn export_users_inner(
+    ///
+    /// Returns with the stream the sequence of the last change event
+    /// committed before the export began: watching after it (WatchUsers)
+    /// misses no change the export may lack.
+    pub(super) async fn export_users_inner(
         &self,
         request: pb::ExportUsersRequest,
         deadline: Option<tokio::time::Instant>,
-    ) -> Result<UserStream, ApiError> {
+    ) -> Result<(UserStream, i64), ApiError> {
         let listing = Listing::parse(request.into())?;
+        let watch_from = self.events.number_committed().await?;
         let db = self.db.clone();
         let default_timeout = self.default_timeout;
         let started = Instant::now();
@@ -157,7 +166,7 @@ impl UsersService {
             }
             .instrument(call)
         });
-        Ok(Box::pin(chunks.flat_map(stream::iter)))
+        Ok((Box::pin(chunks.flat_map(stream::iter)), watch_from))
     }
 }
 

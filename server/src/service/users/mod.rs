@@ -3,11 +3,13 @@
 //! - [`create`]: CreateUser, BatchCreateUsers, request ids;
 //! - [`find`]: FindUsers, ExportUsers;
 //! - [`change`]: GetUser, UpdateUser, DeleteUser;
-//! - [`wire`]: stored users as wire users.
+//! - [`watch`]: WatchUsers, the change events;
+//! - [`wire`]: stored users and events as wire messages.
 
 mod change;
 mod create;
 mod find;
+mod watch;
 mod wire;
 
 use std::time::Duration;
@@ -17,6 +19,7 @@ use users_client::pb::{self, user_service_server::UserService};
 
 use super::rpc;
 use crate::db::Database;
+use crate::events::{EventHub, HubOptions};
 use crate::metrics::RpcMetrics;
 
 pub use create::forget_expired_request_ids;
@@ -31,13 +34,19 @@ pub struct UsersService {
     metrics: RpcMetrics,
     /// How long a call may take when its caller set no deadline.
     default_timeout: Duration,
+    /// Where the writes' events go out to watchers.
+    events: EventHub,
 }
 
 impl UsersService {
     /// Serves users stored in `db`, remembering request ids for
     /// `request_id_ttl`.
+    ///
+    /// Watchers are served by an [`EventHub`] of default options, which
+    /// must run ([`events`](Self::events)) for them to see new events.
     pub fn new(db: Database, request_id_ttl: Duration) -> Self {
         Self {
+            events: EventHub::new(db.clone(), HubOptions::default()),
             db,
             request_id_ttl,
             metrics: RpcMetrics::default(),
@@ -51,6 +60,16 @@ impl UsersService {
             default_timeout: timeout,
             ..self
         }
+    }
+
+    /// Serves watchers from `events` (a hub on the same database).
+    pub fn with_events(self, events: EventHub) -> Self {
+        Self { events, ..self }
+    }
+
+    /// The hub watchers are served from.
+    pub fn events(&self) -> &EventHub {
+        &self.events
     }
 
     /// Counts calls in `metrics` (by default, in metrics of its own that
@@ -153,13 +172,40 @@ impl UserService for UsersService {
         request: Request<pb::ExportUsersRequest>,
     ) -> Result<Response<Self::ExportUsersStream>, Status> {
         let deadline = super::deadline::caller_deadline(&request);
-        rpc(
+        let response = rpc(
             &self.metrics,
             self.default_timeout,
             "ExportUsers",
             request,
-            |message| std::future::ready(self.export_users_inner(message, deadline)),
+            |message| self.export_users_inner(message, deadline),
         )
-        .await
+        .await?;
+        Ok(with_watch_from(response))
     }
+
+    type WatchUsersStream = watch::EventStream;
+
+    async fn watch_users(
+        &self,
+        request: Request<pb::WatchUsersRequest>,
+    ) -> Result<Response<Self::WatchUsersStream>, Status> {
+        let deadline = super::deadline::caller_deadline(&request);
+        let response = rpc(
+            &self.metrics,
+            self.default_timeout,
+            "WatchUsers",
+            request,
+            |message| self.watch_users_inner(message, deadline),
+        )
+        .await?;
+        Ok(with_watch_from(response))
+    }
+}
+
+/// A stream's response, with the sequence it starts after in the
+/// [`WATCH_FROM`](find::WATCH_FROM) header.
+fn with_watch_from<S>(response: Response<(S, i64)>) -> Response<S> {
+    let (mut metadata, (stream, watch_from), extensions) = response.into_parts();
+    metadata.insert(find::WATCH_FROM, watch_from.into());
+    Response::from_parts(metadata, stream, extensions)
 }

@@ -3,7 +3,7 @@
 use chrono::NaiveDateTime;
 use users_client::pb;
 
-use crate::models::User;
+use crate::models::{Event, EventKind, User};
 
 impl From<User> for pb::User {
     fn from(user: User) -> Self {
@@ -23,5 +23,22 @@ fn timestamp(utc: NaiveDateTime) -> prost_types::Timestamp {
         seconds: utc.timestamp(),
         // Below 1e9 by construction, so it fits.
         nanos: i32::try_from(utc.timestamp_subsec_nanos()).unwrap_or(0),
+    }
+}
+
+impl From<&Event> for pb::WatchUsersResponse {
+    fn from(event: &Event) -> Self {
+        let kind = match event.kind {
+            EventKind::Created => pb::watch_users_response::Kind::Created,
+            EventKind::Updated => pb::watch_users_response::Kind::Updated,
+            EventKind::Deleted => pb::watch_users_response::Kind::Deleted,
+        };
+        Self {
+            sequence: event.sequence,
+            kind: kind.into(),
+            user: Some(event.user.clone().into()),
+            event_time: Some(timestamp(event.event_time)),
+            request_id: event.request_id.clone(),
+        }
     }
 }

@@ -1,0 +1,2 @@
+DROP TABLE user_event_cursors;
+DROP TABLE user_events;

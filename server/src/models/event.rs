@@ -1,0 +1,452 @@
+//! The `user_events` outbox: one row per change to a user, inserted by the
+//! write itself, in its transaction; numbered in commit order afterwards.
+//!
+//! Why two numbers: an event's `id` is given when its row is inserted,
+//! which is not the order in which transactions commit (a write that
+//! inserts first may commit last), so a reader that followed `id` could
+//! pass an id whose row is not committed yet and miss it for good. The
+//! `sequence` is given by [`Event::sequence_committed`] to rows already
+//! committed, one numberer at a time (it locks the `sequenced` cursor), so
+//! a row committed later always gets a larger number: following
+//! `sequence` misses nothing.
+//!
+//! Per user, the order is the commit order too: two writes to one user
+//! are serialized by the user's row, so the second inserts its event
+//! after the first committed, with a larger `id`, and the numberer, which
+//! sees the first whenever it sees the second, numbers in `id` order.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+
+use diesel::pg::Pg;
+use diesel::query_builder::AstPass;
+use diesel::sql_types::{SmallInt, Text, Timestamp};
+
+use super::User;
+use crate::db::{
+    Tx,
+    mysql::rolled_back_under_us,
+    on_backend,
+    schema::{user_event_cursors, user_events, users},
+};
+use crate::domain::NameMatch;
+
+/// What happened to a user; stored as its `WatchUsersResponse.Kind` number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    /// CreateUser, BatchCreateUsers.
+    Created,
+    /// UpdateUser.
+    Updated,
+    /// DeleteUser.
+    Deleted,
+}
+
+impl EventKind {
+    /// The stored number.
+    pub fn code(self) -> i16 {
+        match self {
+            Self::Created => 1,
+            Self::Updated => 2,
+            Self::Deleted => 3,
+        }
+    }
+
+    /// The kind stored as `code`, if it is one.
+    pub fn from_code(code: i16) -> Option<Self> {
+        match code {
+            1 => Some(Self::Created),
+            2 => Some(Self::Updated),
+            3 => Some(Self::Deleted),
+            _ => None,
+        }
+    }
+}
+
+/// A numbered event, as watchers and the relay read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// Its place in commit order.
+    pub sequence: i64,
+    /// What happened.
+    pub kind: EventKind,
+    /// The user as the write left it (for a delete, as it was).
+    pub user: User,
+    /// When the write happened (UTC).
+    pub event_time: NaiveDateTime,
+    /// The `x-request-id` of the call that wrote.
+    pub request_id: String,
+}
+
+/// The cursor that holds the last sequence number given.
+const SEQUENCED: &str = "sequenced";
+/// The cursor below which events were deleted.
+const EXPIRED: &str = "expired";
+/// The cursor up to which JetStream acknowledged the events.
+pub const PUBLISHED: &str = "published";
+
+type EventRow = (i64, i16, User, NaiveDateTime, String);
+
+impl Event {
+    /// Records that the write running in `tx` did `kind` to each of
+    /// `users` (the rows as it wrote them: ids and revisions), at
+    /// `event_time`, for the call `request_id`; for a delete, call it
+    /// before deleting.
+    ///
+    /// One `INSERT .. SELECT` from `users`, so that the event holds what
+    /// the transaction sees in the table rather than what it believes it
+    /// wrote: on a MariaDB (Galera) transaction rolled back under it
+    /// without an error ([`rolled_back_under_us`]), whose later statements
+    /// commit on their own, the rows are gone or changed, nothing is
+    /// inserted, and the unit fails and runs again, leaving no event for a
+    /// write that never happened. `users` all share one revision, or are
+    /// all new (revision 1).
+    pub async fn record(
+        tx: &mut Tx<'_>,
+        kind: EventKind,
+        users: &[User],
+        event_time: NaiveDateTime,
+        request_id: &str,
+    ) -> QueryResult<()> {
+        if users.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<i64> = users.iter().map(|user| user.id).collect();
+        let mut revisions: Vec<i64> = users.iter().map(|user| user.revision).collect();
+        revisions.sort_unstable();
+        revisions.dedup();
+        let source = users::table
+            .filter(users::id.eq_any(&ids))
+            .filter(users::revision.eq_any(&revisions))
+            .order(users::id.asc())
+            .select((
+                kind.code().into_sql::<SmallInt>(),
+                users::id,
+                users::name,
+                users::create_time,
+                users::update_time,
+                users::revision,
+                event_time.into_sql::<Timestamp>(),
+                request_id.into_sql::<Text>(),
+            ));
+        let columns = (
+            user_events::kind,
+            user_events::user_id,
+            user_events::name,
+            user_events::create_time,
+            user_events::update_time,
+            user_events::revision,
+            user_events::event_time,
+            user_events::request_id,
+        );
+        let inserted = on_backend!(tx, |conn| {
+            diesel::insert_into(user_events::table)
+                .values(source)
+                .into_columns(columns)
+                .execute(conn)
+                .await
+        })?;
+        if inserted != users.len() {
+            return Err(rolled_back_under_us(
+                "the users this transaction wrote are not as it wrote them",
+            ));
+        }
+        // MySQL: the event is a write, and a rollback under it would go
+        // unreported (see above): make sure the users are still as written.
+        if let Tx::Mysql(conn) = tx {
+            let still: i64 = users::table
+                .filter(users::id.eq_any(&ids))
+                .filter(users::revision.eq_any(&revisions))
+                .count()
+                .get_result(&mut **conn)
+                .await?;
+            if usize::try_from(still).ok() != Some(users.len()) {
+                return Err(rolled_back_under_us(
+                    "the users this transaction wrote are gone after it recorded their events",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// PostgreSQL: the part of a data-modifying `WITH` that records the
+    /// creation of the users in its `new_user` (columns `id, name,
+    /// create_time, update_time, revision`), for the call `request_id`:
+    /// `, created AS (INSERT INTO user_events ..)`. It makes a create with
+    /// its event one statement, which needs no explicit transaction and
+    /// can be pipelined.
+    pub fn push_created_cte<'b>(
+        out: &mut AstPass<'_, 'b, Pg>,
+        request_id: &'b str,
+    ) -> QueryResult<()> {
+        out.push_sql(
+            ", created AS (INSERT INTO user_events \
+             (kind, user_id, name, create_time, update_time, revision, event_time, request_id) \
+             SELECT ",
+        );
+        out.push_sql(&EventKind::Created.code().to_string());
+        out.push_sql(", id, name, create_time, update_time, revision, create_time, ");
+        out.push_bind_param::<Text, _>(request_id)?;
+        out.push_sql(" FROM new_user)");
+        Ok(())
+    }
+
+    /// The last sequence number given, and whether some committed event
+    /// has no number yet: one statement, a cheap look before
+    /// [`sequence_committed`](Self::sequence_committed) takes its lock.
+    pub async fn numbering(tx: &mut Tx<'_>) -> QueryResult<(i64, bool)> {
+        let unnumbered =
+            diesel::dsl::exists(user_events::table.filter(user_events::sequence.is_null()));
+        on_backend!(tx, |conn| {
+            user_event_cursors::table
+                .find(SEQUENCED)
+                .select((user_event_cursors::sequence, unnumbered))
+                .first(conn)
+                .await
+                .optional()
+        })?
+        .ok_or_else(|| missing_cursor(SEQUENCED))
+    }
+
+    /// Numbers up to `limit` committed events that have no number yet, in
+    /// `id` order, after the last number given; returns the last number
+    /// given now (or before, if there was nothing to number). Run it in a
+    /// transaction: it locks the `sequenced` cursor until it commits, so
+    /// that two servers never number at once.
+    ///
+    /// The events are numbered a run of consecutive ids per statement
+    /// (usually one run: ids are skipped only by rollbacks and by writes
+    /// still in flight). Every id of a run was read, so no other row can
+    /// take a number in between.
+    pub async fn sequence_committed(tx: &mut Tx<'_>, limit: i64) -> QueryResult<i64> {
+        // An UPDATE, not SELECT .. FOR UPDATE, which SQLite lacks (it has
+        // one writer anyway).
+        let cursor = user_event_cursors::table.find(SEQUENCED);
+        on_backend!(tx, |conn| {
+            diesel::update(cursor)
+                .set(user_event_cursors::sequence.eq(user_event_cursors::sequence))
+                .execute(conn)
+                .await
+        })?;
+        let mut last = Self::cursor(tx, SEQUENCED).await?;
+        let ids: Vec<i64> = on_backend!(tx, |conn| {
+            user_events::table
+                .filter(user_events::sequence.is_null())
+                .order(user_events::id.asc())
+                .select(user_events::id)
+                .limit(limit)
+                .load(conn)
+                .await
+        })?;
+        let before = last;
+        for (first, end) in runs(&ids) {
+            let offset = last + 1 - first;
+            let run = user_events::table
+                .filter(user_events::id.between(first, end))
+                .filter(user_events::sequence.is_null());
+            on_backend!(tx, |conn| {
+                diesel::update(run)
+                    .set(user_events::sequence.eq((user_events::id + offset).nullable()))
+                    .execute(conn)
+                    .await
+            })?;
+            last += end - first + 1;
+        }
+        if last != before {
+            Self::set_cursor(tx, SEQUENCED, last).await?;
+        }
+        Ok(last)
+    }
+
+    /// Up to `limit` numbered events after `after` whose user's name
+    /// matches `names`, in sequence order.
+    pub async fn after(
+        tx: &mut Tx<'_>,
+        after: i64,
+        names: &NameMatch<'_>,
+        limit: i64,
+    ) -> QueryResult<Vec<Event>> {
+        let rows: Vec<EventRow> = on_backend!(tx, |conn| {
+            let mut query = user_events::table
+                .filter(user_events::sequence.gt(after))
+                .order(user_events::sequence.asc())
+                .select((
+                    user_events::sequence.assume_not_null(),
+                    user_events::kind,
+                    (
+                        user_events::user_id,
+                        user_events::name,
+                        user_events::create_time,
+                        user_events::update_time,
+                        user_events::revision,
+                    ),
+                    user_events::event_time,
+                    user_events::request_id,
+                ))
+                .limit(limit)
+                .into_boxed();
+            query = match names {
+                NameMatch::Any => query,
+                NameMatch::Exact(name) => query.filter(user_events::name.eq(*name)),
+                NameMatch::Prefix { from, below } => {
+                    let query = query.filter(user_events::name.ge(*from));
+                    match below {
+                        Some(below) => query.filter(user_events::name.lt(below.as_str())),
+                        None => query,
+                    }
+                }
+                NameMatch::Nothing => return Ok(Vec::new()),
+            };
+            query.load(conn).await
+        })?;
+        rows.into_iter().map(Event::from_row).collect()
+    }
+
+    fn from_row((sequence, kind, user, event_time, request_id): EventRow) -> QueryResult<Self> {
+        let kind = EventKind::from_code(kind).ok_or_else(|| {
+            diesel::result::Error::DeserializationError(
+                format!("user_events.kind {kind} is no event kind").into(),
+            )
+        })?;
+        Ok(Self {
+            sequence,
+            kind,
+            user,
+            event_time,
+            request_id,
+        })
+    }
+
+    /// The last sequence number given.
+    pub async fn last_sequenced(tx: &mut Tx<'_>) -> QueryResult<i64> {
+        Self::cursor(tx, SEQUENCED).await
+    }
+
+    /// The last sequence number given and the one up to which events were
+    /// deleted, read together (one snapshot).
+    pub async fn kept(tx: &mut Tx<'_>) -> QueryResult<Kept> {
+        let cursors: Vec<(String, i64)> = on_backend!(tx, |conn| {
+            user_event_cursors::table
+                .filter(user_event_cursors::name.eq_any([SEQUENCED, EXPIRED]))
+                .select((user_event_cursors::name, user_event_cursors::sequence))
+                .load(conn)
+                .await
+        })?;
+        let find = |wanted: &str| {
+            cursors
+                .iter()
+                .find(|(name, _)| name == wanted)
+                .map(|(_, sequence)| *sequence)
+                .ok_or_else(|| missing_cursor(wanted))
+        };
+        Ok(Kept {
+            expired: find(EXPIRED)?,
+            sequenced: find(SEQUENCED)?,
+        })
+    }
+
+    /// Deletes the numbered events up to `upto` (and not past what was
+    /// numbered, nor past `published` when `keep_unpublished`) that
+    /// happened before `cutoff`; returns how many.
+    pub async fn expire(
+        tx: &mut Tx<'_>,
+        cutoff: NaiveDateTime,
+        keep_unpublished: bool,
+    ) -> QueryResult<usize> {
+        let mut bound = Self::cursor(tx, SEQUENCED).await?;
+        if keep_unpublished {
+            bound = bound.min(Self::cursor(tx, PUBLISHED).await?);
+        }
+        let upto: Option<i64> = on_backend!(tx, |conn| {
+            user_events::table
+                .filter(user_events::sequence.le(bound))
+                .filter(user_events::event_time.lt(cutoff))
+                .select(diesel::dsl::max(user_events::sequence))
+                .get_result(conn)
+                .await
+        })?;
+        let Some(upto) = upto else { return Ok(0) };
+        let deleted = on_backend!(tx, |conn| {
+            diesel::delete(user_events::table.filter(user_events::sequence.le(upto)))
+                .execute(conn)
+                .await
+        })?;
+        if upto > Self::cursor(tx, EXPIRED).await? {
+            Self::set_cursor(tx, EXPIRED, upto).await?;
+        }
+        Ok(deleted)
+    }
+
+    /// The position `name` holds.
+    pub async fn cursor(tx: &mut Tx<'_>, name: &str) -> QueryResult<i64> {
+        on_backend!(tx, |conn| {
+            user_event_cursors::table
+                .find(name)
+                .select(user_event_cursors::sequence)
+                .first(conn)
+                .await
+                .optional()
+        })?
+        .ok_or_else(|| missing_cursor(name))
+    }
+
+    /// Moves `name` to `sequence`.
+    pub async fn set_cursor(tx: &mut Tx<'_>, name: &str, sequence: i64) -> QueryResult<()> {
+        on_backend!(tx, |conn| {
+            diesel::update(user_event_cursors::table.find(name))
+                .set(user_event_cursors::sequence.eq(sequence))
+                .execute(conn)
+                .await
+        })?;
+        Ok(())
+    }
+}
+
+/// Which events are still kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Kept {
+    /// The events up to this one were deleted.
+    pub expired: i64,
+    /// The last event numbered.
+    pub sequenced: i64,
+}
+
+fn missing_cursor(name: &str) -> diesel::result::Error {
+    diesel::result::Error::DeserializationError(
+        format!("the user_event_cursors row {name:?} is missing").into(),
+    )
+}
+
+/// The runs of consecutive numbers in `ids` (sorted ascending), as
+/// `(first, last)`.
+fn runs(ids: &[i64]) -> Vec<(i64, i64)> {
+    let mut runs: Vec<(i64, i64)> = Vec::new();
+    for &id in ids {
+        match runs.last_mut() {
+            Some((_, end)) if *end + 1 == id => *end = id,
+            _ => runs.push((id, id)),
+        }
+    }
+    runs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_fall_into_runs_of_consecutive_numbers() {
+        assert_eq!(runs(&[]), vec![]);
+        assert_eq!(runs(&[4]), vec![(4, 4)]);
+        assert_eq!(runs(&[1, 2, 3, 5, 6, 9]), vec![(1, 3), (5, 6), (9, 9)]);
+    }
+
+    #[test]
+    fn kinds_are_stored_as_their_wire_numbers() {
+        for kind in [EventKind::Created, EventKind::Updated, EventKind::Deleted] {
+            assert_eq!(EventKind::from_code(kind.code()), Some(kind));
+        }
+        assert_eq!(EventKind::from_code(0), None);
+    }
+}
