@@ -85,6 +85,18 @@ pub struct UserEvent {
     pub request_id: String,
 }
 
+impl UserEvent {
+    /// Reads an event as the server publishes it to NATS JetStream
+    /// (`--events-nats-url`): a message's payload is a protobuf
+    /// `WatchUsersResponse`, the message WatchUsers streams.
+    pub fn decode(payload: &[u8]) -> Result<Self, ClientError> {
+        use prost::Message as _;
+        let event = pb::WatchUsersResponse::decode(payload)
+            .map_err(|_| ClientError::MalformedResponse("not a WatchUsersResponse"))?;
+        Self::try_from(event)
+    }
+}
+
 impl TryFrom<pb::WatchUsersResponse> for UserEvent {
     type Error = ClientError;
 

@@ -176,6 +176,31 @@ pub struct Config {
           value_parser = parse_positive_duration)]
     pub events_poll_interval: Duration,
 
+    /// Publish every change event to this NATS server's JetStream
+    /// (`nats://HOST:PORT`; several, comma-separated, for a cluster), on
+    /// the subjects `<prefix>.created`, `.updated` and `.deleted`, with
+    /// `Nats-Msg-Id` set to the event's sequence; off when not given.
+    /// While NATS is down, writes go on and their events wait.
+    #[arg(long, env = "USERS_EVENTS_NATS_URL", value_parser = parse_nats_urls)]
+    pub events_nats_url: Option<String>,
+
+    /// The JetStream stream events go to, created if missing.
+    #[arg(long, env = "USERS_EVENTS_NATS_STREAM", default_value = "USERS_EVENTS",
+          value_parser = parse_stream_name)]
+    pub events_nats_stream: String,
+
+    /// The subjects' prefix: events go to `<prefix>.<kind>`.
+    #[arg(long, env = "USERS_EVENTS_NATS_SUBJECT_PREFIX", default_value = "users.v1.events",
+          value_parser = parse_subject_prefix)]
+    pub events_nats_subject_prefix: String,
+
+    /// The duplicate window of a stream the server creates: how long
+    /// JetStream drops a second send of one event (two servers relaying one
+    /// database).
+    #[arg(long, env = "USERS_EVENTS_NATS_DUPLICATE_WINDOW", default_value = "2m",
+          value_parser = parse_positive_duration)]
+    pub events_nats_duplicate_window: Duration,
+
     /// TLS: plaintext unless `--tls-cert` and `--tls-key` are given.
     #[command(flatten)]
     pub tls: TlsFlags,
@@ -197,6 +222,42 @@ fn parse_positive_duration(text: &str) -> Result<Duration, String> {
         Ok(ttl) => Ok(ttl),
         Err(error) => Err(error.to_string()),
     }
+}
+
+/// NATS server addresses, comma-separated.
+fn parse_nats_urls(text: &str) -> Result<String, String> {
+    for url in text.split(',') {
+        url.trim()
+            .parse::<async_nats::ServerAddr>()
+            .map_err(|error| format!("{url:?}: {error}"))?;
+    }
+    Ok(text.to_owned())
+}
+
+/// A JetStream stream name: no spaces, dots, wildcards or path separators.
+fn parse_stream_name(text: &str) -> Result<String, String> {
+    let bad = |c: char| c.is_whitespace() || matches!(c, '.' | '*' | '>' | '/' | '\\');
+    if text.is_empty() || text.contains(bad) {
+        return Err(
+            "a stream name must be non-empty, with no spaces, '.', '*', '>', '/' or '\\'"
+                .to_owned(),
+        );
+    }
+    Ok(text.to_owned())
+}
+
+/// A subject prefix: dot-separated tokens, none empty, no wildcards.
+fn parse_subject_prefix(text: &str) -> Result<String, String> {
+    let bad_token = |token: &str| {
+        token.is_empty() || token.contains(|c: char| c.is_whitespace() || c == '*' || c == '>')
+    };
+    if text.split('.').any(bad_token) {
+        return Err(
+            "a subject prefix is dot-separated tokens, none empty, with no spaces or wildcards"
+                .to_owned(),
+        );
+    }
+    Ok(text.to_owned())
 }
 
 impl Config {
@@ -228,6 +289,10 @@ impl Config {
             request_id_ttl: Duration::from_secs(24 * 60 * 60),
             events_retention: Duration::from_secs(7 * 24 * 60 * 60),
             events_poll_interval: Duration::from_millis(200),
+            events_nats_url: None,
+            events_nats_stream: "USERS_EVENTS".to_owned(),
+            events_nats_subject_prefix: "users.v1.events".to_owned(),
+            events_nats_duplicate_window: Duration::from_secs(120),
             tls: TlsFlags::default(),
             metrics_listen: None,
             log_format: LogFormat::Text,

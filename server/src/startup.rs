@@ -21,7 +21,10 @@ use crate::db::{
     replicas::ReplicaOptions,
     url::{DatabaseUrl, UrlError},
 };
-use crate::events::{EventHub, EventOptions, HubOptions, expire_events};
+use crate::events::{
+    EventHub, EventOptions, HubOptions, expire_events,
+    relay::{self, NatsOptions},
+};
 use crate::health::Health;
 use crate::metrics::{CountRefused, MetricsEndpoint, RpcMetrics};
 use crate::reflection::Reflection;
@@ -227,6 +230,12 @@ impl Application {
                     poll_interval: config.events_poll_interval,
                     ..HubOptions::default()
                 },
+                nats: config.events_nats_url.as_ref().map(|url| NatsOptions {
+                    url: url.clone(),
+                    stream: config.events_nats_stream.clone(),
+                    subject_prefix: config.events_nats_subject_prefix.clone(),
+                    duplicate_window: config.events_nats_duplicate_window,
+                }),
             },
             health_check_interval: config.health_check_interval,
             drain_timeout: config.drain_timeout,
@@ -298,7 +307,15 @@ impl Application {
         ));
         let events = EventHub::new(self.db.clone(), self.events.hub);
         let numbering = tokio::spawn(events.clone().run());
-        let expiry = tokio::spawn(expire_events(self.db.clone(), self.events.retention));
+        let expiry = tokio::spawn(expire_events(
+            self.db.clone(),
+            self.events.retention,
+            self.events.nats.is_some(),
+        ));
+        let relay = self.events.nats.clone().map(|nats| {
+            tracing::info!(url = %nats.url, stream = %nats.stream, "publishing change events to NATS JetStream");
+            tokio::spawn(relay::run(events.clone(), nats))
+        });
         let (draining, drain_started) = tokio::sync::oneshot::channel();
         let stop_serving = {
             let follow_database = follow_database.abort_handle();
@@ -384,6 +401,9 @@ impl Application {
         purge.abort();
         numbering.abort();
         expiry.abort();
+        if let Some(relay) = relay {
+            relay.abort();
+        }
         follow_database.abort();
         if let Some(reload_tokens) = reload_tokens {
             reload_tokens.abort();

@@ -49,6 +49,7 @@ mod operations;
 mod ordering;
 mod paging;
 mod pgbouncer;
+mod publishing;
 mod readme;
 mod reflection;
 mod replicas;

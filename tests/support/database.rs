@@ -124,6 +124,33 @@ impl TestDatabase {
 }
 
 impl TestDatabase {
+    /// Runs `sql` (statements separated by `;`) on a connection of the
+    /// test's own, behind the server's back.
+    pub async fn execute(&self, sql: &str) {
+        match self {
+            Self::Sqlite { file, .. } => {
+                let mut conn = SyncConnectionWrapper::<SqliteConnection>::establish(
+                    &file.display().to_string(),
+                )
+                .await
+                .unwrap();
+                conn.batch_execute(&format!("PRAGMA busy_timeout = 5000; {sql}"))
+                    .await
+                    .unwrap();
+            }
+            Self::Postgres { admin_url, name } => {
+                let mut conn = AsyncPgConnection::establish(&with_database(admin_url, name))
+                    .await
+                    .unwrap();
+                conn.batch_execute(sql).await.unwrap();
+            }
+            Self::Mysql { .. } => {
+                let mut conn = AsyncMysqlConnection::establish(&self.url()).await.unwrap();
+                conn.batch_execute(sql).await.unwrap();
+            }
+        }
+    }
+
     /// Takes the write lock on the users table from a connection of the
     /// test's own, so the server's writes wait until [`WriteLock::release`].
     pub async fn lock_for_writes(&self) -> WriteLock {

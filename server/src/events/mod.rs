@@ -13,6 +13,8 @@
 //! The hub wakes when a write on this server commits, and every poll
 //! interval besides, for the writes of other servers sharing the database.
 
+pub mod relay;
+
 use std::{
     sync::{
         Arc,
@@ -57,17 +59,21 @@ impl Default for HubOptions {
 }
 
 /// How change events are kept and sent.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct EventOptions {
     /// How long events are kept (`--events-retention`).
     pub retention: Duration,
     /// How the hub polls.
     pub hub: HubOptions,
+    /// Where events are published (`--events-nats-url`), if anywhere.
+    pub nats: Option<relay::NatsOptions>,
 }
 
 /// Deletes the numbered events older than `retention` now and then, for
-/// as long as it runs; a watch after a deleted one gets OUT_OF_RANGE.
-pub async fn expire_events(db: Database, retention: Duration) {
+/// as long as it runs; a watch after a deleted one gets OUT_OF_RANGE. With
+/// `keep_unpublished` (a relay runs), events JetStream has not
+/// acknowledged are kept, however old.
+pub async fn expire_events(db: Database, retention: Duration, keep_unpublished: bool) {
     let every = (retention / 10).clamp(Duration::from_secs(1), Duration::from_secs(600));
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -78,7 +84,7 @@ pub async fn expire_events(db: Database, retention: Duration) {
             .and_then(|retention| now().checked_sub_signed(retention))
             .unwrap_or(NaiveDateTime::MIN);
         let expired = db
-            .write(async move |mut tx| Event::expire(&mut tx, cutoff, false).await)
+            .write(async move |mut tx| Event::expire(&mut tx, cutoff, keep_unpublished).await)
             .await;
         match expired {
             Ok(0) => {}
@@ -107,6 +113,9 @@ struct Inner {
     sent: AtomicI64,
     /// Set once the server shuts down: watches end.
     closing: watch::Sender<bool>,
+    /// The last sequence number given, as the hub last saw it: the relay
+    /// waits on it.
+    numbered: watch::Sender<i64>,
 }
 
 impl EventHub {
@@ -121,6 +130,7 @@ impl EventHub {
                 committed: Notify::new(),
                 sent: AtomicI64::new(-1),
                 closing: watch::Sender::new(false),
+                numbered: watch::Sender::new(0),
             }),
         }
     }
@@ -144,6 +154,11 @@ impl EventHub {
     /// Completes once the server shuts down.
     pub fn closing(&self) -> watch::Receiver<bool> {
         self.inner.closing.subscribe()
+    }
+
+    /// The last sequence number given, updated as events are numbered.
+    pub fn numbered(&self) -> watch::Receiver<i64> {
+        self.inner.numbered.subscribe()
     }
 
     /// Ends every watch (the server is shutting down).
@@ -208,6 +223,13 @@ impl EventHub {
         let inner = &self.inner;
         let db = &inner.db;
         let numbered = self.number_committed().await?;
+        inner.numbered.send_if_modified(|last| {
+            let newer = numbered > *last;
+            if newer {
+                *last = numbered;
+            }
+            newer
+        });
         let mut sent = inner.sent.load(Ordering::Acquire);
         if sent < 0 || inner.sender.receiver_count() == 0 {
             // Nobody to send to: only where the log stands.

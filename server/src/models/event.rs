@@ -391,6 +391,21 @@ impl Event {
         .ok_or_else(|| missing_cursor(name))
     }
 
+    /// Moves `name` up to `sequence`, never back (two servers may move it
+    /// at once); returns where it stands.
+    pub async fn advance_cursor(tx: &mut Tx<'_>, name: &str, sequence: i64) -> QueryResult<i64> {
+        let behind = user_event_cursors::table
+            .find(name)
+            .filter(user_event_cursors::sequence.lt(sequence));
+        on_backend!(tx, |conn| {
+            diesel::update(behind)
+                .set(user_event_cursors::sequence.eq(sequence))
+                .execute(conn)
+                .await
+        })?;
+        Self::cursor(tx, name).await
+    }
+
     /// Moves `name` to `sequence`.
     pub async fn set_cursor(tx: &mut Tx<'_>, name: &str, sequence: i64) -> QueryResult<()> {
         on_backend!(tx, |conn| {
