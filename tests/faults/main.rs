@@ -15,7 +15,9 @@
 //! ([`users_tests::PrivateMysql`]), and the Galera test (`galera`) a
 //! three-node MariaDB Galera cluster of its own
 //! ([`users_tests::GaleraCluster`]: Debian's galera-4 and rsync, both
-//! dependencies of mariadb-server); the others use the servers
+//! dependencies of mariadb-server), and the change-event test (`events`)
+//! a NATS server of its own ([`users_tests::PrivateNats`]); the others use
+//! the servers
 //! at `USERS_TEST_POSTGRES_URL` and `USERS_TEST_MYSQL_URL`, in a database
 //! of their own, and fail, never skip, when it is unreachable.
 //!
@@ -24,6 +26,7 @@
 
 mod cancellation;
 mod crash;
+mod events;
 mod failover;
 mod galera;
 mod id_numbering;

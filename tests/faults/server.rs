@@ -33,7 +33,7 @@ impl ServerProcess {
         let mut args: Vec<String> = args.iter().map(|arg| (*arg).to_owned()).collect();
         args.extend(["--database-url".to_owned(), database_url.to_owned()]);
         let log = Arc::new(Mutex::new(Vec::new()));
-        let (child, addr) = spawn(&args, &log);
+        let (child, addr) = spawn(&args, &log, "127.0.0.1:0");
         Self {
             child,
             addr,
@@ -62,7 +62,15 @@ impl ServerProcess {
     /// Starts it again with the same settings (on a new port), after
     /// [`kill`](Self::kill).
     pub fn restart(&mut self) {
-        let (child, addr) = spawn(&self.args, &self.log);
+        let (child, addr) = spawn(&self.args, &self.log, "127.0.0.1:0");
+        self.child = child;
+        self.addr = addr;
+    }
+
+    /// Starts it again on the same port, after [`kill`](Self::kill): its
+    /// clients' connections break, and they connect again.
+    pub fn restart_on_same_port(&mut self) {
+        let (child, addr) = spawn(&self.args, &self.log, &self.addr.to_string());
         self.child = child;
         self.addr = addr;
     }
@@ -139,9 +147,9 @@ impl Drop for ServerProcess {
 }
 
 /// Starts the program and reads its log until it says where it serves.
-fn spawn(args: &[String], log: &Arc<Mutex<Vec<String>>>) -> (Child, SocketAddr) {
+fn spawn(args: &[String], log: &Arc<Mutex<Vec<String>>>, listen: &str) -> (Child, SocketAddr) {
     let mut child = Command::new(PROGRAM)
-        .args(["--listen", "127.0.0.1:0"])
+        .args(["--listen", listen])
         .args(args)
         .env_clear()
         .env("RUST_LOG", "info")

@@ -217,7 +217,7 @@ impl PrivateNats {
     }
 
     /// Starts it again, on the same port and store, after
-    /// [`kill`](Self::kill); waits until JetStream answers.
+    /// [`kill`](Self::kill); waits until it accepts clients.
     pub async fn start_again(&self) {
         let program = program();
         let child = Command::new(&program)
@@ -248,7 +248,7 @@ impl PrivateNats {
         loop {
             if let Ok(Ok(client)) =
                 tokio::time::timeout(Duration::from_secs(1), async_nats::connect(self.url())).await
-                && jetstream::new(client).query_account().await.is_ok()
+                && client.flush().await.is_ok()
             {
                 return;
             }

@@ -12,6 +12,13 @@
 //!
 //! The hub wakes when a write on this server commits, and every poll
 //! interval besides, for the writes of other servers sharing the database.
+//!
+//! Each event sent says which event the hub sent before it
+//! ([`Sent::after`]): the hub skips what was numbered while nobody
+//! watched, and may start anywhere, so a watcher that finds a gap between
+//! what it has and what it receives reads the gap from the table. That
+//! keeps a watch whole without any ordering between the hub and the
+//! watchers' reads.
 
 pub mod relay;
 
@@ -37,6 +44,16 @@ pub const READ_PAGE: i64 = 1000;
 /// Events the broadcast channel holds for watchers that fall behind,
 /// before they must read from the table.
 const CHANNEL_CAPACITY: usize = 4096;
+
+/// An event as the hub sends it to the watchers.
+#[derive(Debug, Clone)]
+pub struct Sent {
+    /// The sequence of the event the hub sent before this one: a watcher
+    /// that has not seen up to it missed some.
+    pub after: i64,
+    /// The event.
+    pub event: Arc<Event>,
+}
 
 /// How the hub polls.
 #[derive(Debug, Clone, Copy)]
@@ -105,7 +122,7 @@ pub struct EventHub {
 struct Inner {
     db: Database,
     options: HubOptions,
-    sender: broadcast::Sender<Arc<Event>>,
+    sender: broadcast::Sender<Sent>,
     /// Rung by the writes of this server.
     committed: Notify,
     /// The last sequence number sent to the watchers (or, with none,
@@ -147,7 +164,7 @@ impl EventHub {
     }
 
     /// The events sent from now on.
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
+    pub fn subscribe(&self) -> broadcast::Receiver<Sent> {
         self.inner.sender.subscribe()
     }
 
@@ -247,9 +264,12 @@ impl EventHub {
                 .await?;
             let full = page.len() as i64 == READ_PAGE;
             for event in page {
-                sent = event.sequence;
+                let after = std::mem::replace(&mut sent, event.sequence);
                 // No receiver (they all left meanwhile) is no error.
-                let _ = inner.sender.send(Arc::new(event));
+                let _ = inner.sender.send(Sent {
+                    after,
+                    event: Arc::new(event),
+                });
             }
             inner.sent.store(sent, Ordering::Release);
             if !full {

@@ -107,28 +107,47 @@ pub async fn run(hub: EventHub, options: NatsOptions) {
         options,
     };
     let mut numbered = hub.numbered();
-    let mut pause = FIRST_PAUSE;
-    let mut failing = false;
+    let mut backoff = Backoff::default();
     loop {
-        match relay.publish_all(&mut numbered).await {
-            Ok(never) => match never {},
-            Err(error) => {
-                if failing {
-                    tracing::debug!(%error, "events still not published; retrying");
-                } else {
-                    failing = true;
-                    tracing::warn!(%error, "cannot publish change events to NATS; they wait in the outbox");
-                }
-            }
+        let Err(error) = relay.publish_all(&mut numbered, &mut backoff).await;
+        backoff.failed(&error);
+        tokio::time::sleep(backoff.pause).await;
+    }
+}
+
+/// The pauses between failed rounds, and whether to say so.
+#[derive(Debug)]
+struct Backoff {
+    pause: Duration,
+    failing: bool,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self {
+            pause: FIRST_PAUSE,
+            failing: false,
         }
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(LONGEST_PAUSE);
-        if relay.reachable().await {
-            pause = FIRST_PAUSE;
-            if failing {
-                failing = false;
-                tracing::info!("change events flow to NATS again");
-            }
+    }
+}
+
+impl Backoff {
+    fn failed(&mut self, error: &RelayError) {
+        if self.failing {
+            tracing::debug!(%error, "change events still not published; retrying");
+            self.pause = (self.pause * 2).min(LONGEST_PAUSE);
+        } else {
+            self.failing = true;
+            tracing::warn!(%error, "cannot publish change events to NATS; they wait in the outbox");
+        }
+    }
+
+    /// JetStream answered.
+    fn reached(&mut self) {
+        self.pause = FIRST_PAUSE;
+        if self.failing {
+            self.failing = false;
+            tracing::info!("change events flow to NATS again");
         }
     }
 }
@@ -140,11 +159,6 @@ struct Relay {
 }
 
 impl Relay {
-    /// Whether JetStream answers now.
-    async fn reachable(&self) -> bool {
-        self.jetstream.query_account().await.is_ok()
-    }
-
     /// Makes sure the stream exists; the sequence of the last event in it.
     async fn stream(&self) -> Result<i64, RelayError> {
         let stream_error = |message: String| RelayError::Stream {
@@ -188,8 +202,10 @@ impl Relay {
     async fn publish_all(
         &self,
         numbered: &mut tokio::sync::watch::Receiver<i64>,
+        backoff: &mut Backoff,
     ) -> Result<std::convert::Infallible, RelayError> {
         let in_stream = self.stream().await?;
+        backoff.reached();
         let sequenced = self
             .db
             .read_statement_primary(async |mut tx| Event::last_sequenced(&mut tx).await)

@@ -6,9 +6,11 @@
 //! the hub before it reads, so that nothing falls between the two: an
 //! event sent before the subscription was in the table when it read;
 //! one sent after is received (and skipped if the read had it). If it
-//! falls behind the hub's channel, it catches up from the table again.
+//! falls behind the hub's channel, or receives an event whose predecessor
+//! it has not seen (the hub skipped some, numbered while nobody watched
+//! or before it started), it catches up from the table again.
 
-use std::{collections::VecDeque, pin::Pin, sync::Arc};
+use std::{collections::VecDeque, pin::Pin};
 
 use futures_util::{Stream, stream};
 use tokio::sync::{broadcast, watch};
@@ -20,7 +22,7 @@ use super::UsersService;
 use crate::db::Database;
 use crate::domain::{Invalid, NamePrefix, UserFilter, UserName};
 use crate::error::ApiError;
-use crate::events::READ_PAGE;
+use crate::events::{READ_PAGE, Sent};
 use crate::models::{Event, Kept};
 
 /// The events a WatchUsers call streams.
@@ -34,7 +36,7 @@ struct Watch {
     after: i64,
     /// Reading from the table, not from the hub.
     catching_up: bool,
-    received: broadcast::Receiver<Arc<Event>>,
+    received: broadcast::Receiver<Sent>,
     closing: watch::Receiver<bool>,
     ready: VecDeque<pb::WatchUsersResponse>,
     /// The caller's deadline, if it gave one.
@@ -162,7 +164,7 @@ impl Watch {
             };
             tokio::select! {
                 received = self.received.recv() => match received {
-                    Ok(event) => self.take(&event),
+                    Ok(sent) => self.take(&sent),
                     // Fell behind the channel: the table has what it missed.
                     Err(broadcast::error::RecvError::Lagged(_)) => self.catching_up = true,
                     Err(broadcast::error::RecvError::Closed) => {
@@ -209,9 +211,15 @@ impl Watch {
         Ok(())
     }
 
-    /// An event from the hub: sent if new and matching.
-    fn take(&mut self, event: &Event) {
+    /// An event from the hub: sent if new and matching; after a gap, the
+    /// table is read first.
+    fn take(&mut self, sent: &Sent) {
+        let event: &Event = &sent.event;
         if event.sequence <= self.after {
+            return;
+        }
+        if sent.after > self.after {
+            self.catching_up = true;
             return;
         }
         self.after = event.sequence;
