@@ -6,12 +6,15 @@
 //! - `sqlite-seed` and `sqlite-ceiling` do the same work directly on a
 //!   SQLite file, to tell what the database alone can do, and
 //!   `mysql-ceiling` the same on MySQL or MariaDB (PostgreSQL's ceiling
-//!   comes from pgbench with the scripts in `bench/pgbench/`).
+//!   comes from pgbench with the scripts in `bench/pgbench/`);
+//! - `event-latency` measures how soon a write's change event reaches a
+//!   WatchUsers watcher and a NATS subscriber.
 //!
 //! `bench/run` runs them all and compares; see `bench/README.md`.
 
 mod connect;
 mod error;
+mod event_latency;
 mod load;
 mod mysql_ceiling;
 mod progress;
@@ -52,6 +55,8 @@ enum Command {
     SqliteCeiling(sqlite_ceiling::CeilingArgs),
     /// Measure MySQL or MariaDB itself running the statements behind one RPC.
     MysqlCeiling(mysql_ceiling::MysqlCeilingArgs),
+    /// Measure how soon change events reach a watcher and NATS.
+    EventLatency(event_latency::EventLatencyArgs),
 }
 
 fn main() -> ExitCode {
@@ -77,6 +82,10 @@ fn run(command: Command) -> Result<(), BenchError> {
             let report = sqlite_ceiling::run(&args)?;
             report.print(args.json)?;
             report.ensure_no_failures()
+        }
+        Command::EventLatency(args) => {
+            let report = runtime()?.block_on(event_latency::run(&args))?;
+            report.print(args.json)
         }
         Command::MysqlCeiling(args) => {
             let report = runtime()?.block_on(mysql_ceiling::run(&args))?;

@@ -15,8 +15,9 @@
 //!
 //! Each event sent says which event the hub sent before it
 //! ([`Sent::after`]): the hub skips what was numbered while nobody
-//! watched, and may start anywhere, so a watcher that finds a gap between
-//! what it has and what it receives reads the gap from the table. That
+//! watched, and at its first poll starts where the log stands (sending a
+//! notice of it), so a watcher that finds a gap between what it has and
+//! what it receives reads the gap from the table. That
 //! keeps a watch whole without any ordering between the hub and the
 //! watchers' reads.
 
@@ -51,8 +52,9 @@ pub struct Sent {
     /// The sequence of the event the hub sent before this one: a watcher
     /// that has not seen up to it missed some.
     pub after: i64,
-    /// The event.
-    pub event: Arc<Event>,
+    /// The event; `None` for a notice that the log stands at `after`
+    /// (sent when the hub skipped events it did not send).
+    pub event: Option<Arc<Event>>,
 }
 
 /// How the hub polls.
@@ -158,14 +160,24 @@ impl EventHub {
     }
 
     /// Tells the hub that a write committed here: its event is numbered
-    /// and sent soon, not at the next poll.
+    /// and sent soon, not at the next poll, if anyone follows the events
+    /// here (a watch, the relay). With nobody, numbering waits for the
+    /// poll: a busy server then numbers once per poll interval, not per
+    /// handful of writes (a watch from now and an export number what they
+    /// need themselves).
     pub fn committed(&self) {
-        self.inner.committed.notify_one();
+        let inner = &self.inner;
+        if inner.sender.receiver_count() > 0 || inner.numbered.receiver_count() > 0 {
+            inner.committed.notify_one();
+        }
     }
 
     /// The events sent from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Sent> {
-        self.inner.sender.subscribe()
+        let receiver = self.inner.sender.subscribe();
+        // What was committed while nobody watched is numbered now.
+        self.inner.committed.notify_one();
+        receiver
     }
 
     /// Completes once the server shuts down.
@@ -249,11 +261,18 @@ impl EventHub {
         });
         let mut sent = inner.sent.load(Ordering::Acquire);
         if sent < 0 || inner.sender.receiver_count() == 0 {
-            // Nobody to send to: only where the log stands.
+            // Nobody to send to (or, at the first poll, nothing known of
+            // what was sent): only where the log stands.
             inner.sent.store(numbered, Ordering::Release);
             if inner.sender.receiver_count() == 0 {
                 return Ok(());
             }
+            // Watchers that have not read this far must, now: they learn
+            // it from this notice, not only from the next event.
+            let _ = inner.sender.send(Sent {
+                after: numbered,
+                event: None,
+            });
             sent = numbered;
         }
         loop {
@@ -268,7 +287,7 @@ impl EventHub {
                 // No receiver (they all left meanwhile) is no error.
                 let _ = inner.sender.send(Sent {
                     after,
-                    event: Arc::new(event),
+                    event: Some(Arc::new(event)),
                 });
             }
             inner.sent.store(sent, Ordering::Release);

@@ -220,6 +220,9 @@ impl Event {
     /// still in flight). Every id of a run was read, so no other row can
     /// take a number in between.
     pub async fn sequence_committed(tx: &mut Tx<'_>, limit: i64) -> QueryResult<i64> {
+        if let Tx::Postgres(conn) = tx {
+            return sequence_committed_postgres(conn, limit).await;
+        }
         // An UPDATE, not SELECT .. FOR UPDATE, which SQLite lacks (it has
         // one writer anyway).
         let cursor = user_event_cursors::table.find(SEQUENCED);
@@ -416,6 +419,43 @@ impl Event {
         })?;
         Ok(())
     }
+}
+
+/// PostgreSQL: [`Event::sequence_committed`] in three statements, however
+/// many runs the ids fall into (with many writes in flight, dozens): lock
+/// the cursor and read it, number every committed unnumbered event in one
+/// `UPDATE .. FROM`, move the cursor. The events are read by the UPDATE's
+/// own snapshot, taken after the lock, so it numbers only what is
+/// committed and not yet numbered; a row committed later gets a later
+/// number.
+async fn sequence_committed_postgres(
+    conn: &mut diesel_async::AsyncPgConnection,
+    limit: i64,
+) -> QueryResult<i64> {
+    let locked = user_event_cursors::table.find(SEQUENCED);
+    let before: i64 = diesel::update(locked)
+        .set(user_event_cursors::sequence.eq(user_event_cursors::sequence))
+        .returning(user_event_cursors::sequence)
+        .get_result(conn)
+        .await?;
+    let numbered = diesel::sql_query(
+        "UPDATE user_events AS e SET sequence = $1 + t.n \
+         FROM (SELECT id, row_number() OVER (ORDER BY id) AS n FROM user_events \
+               WHERE sequence IS NULL ORDER BY id LIMIT $2) AS t \
+         WHERE e.id = t.id",
+    )
+    .bind::<diesel::sql_types::BigInt, _>(before)
+    .bind::<diesel::sql_types::BigInt, _>(limit)
+    .execute(conn)
+    .await?;
+    let last = before + numbered as i64;
+    if last != before {
+        diesel::update(user_event_cursors::table.find(SEQUENCED))
+            .set(user_event_cursors::sequence.eq(last))
+            .execute(conn)
+            .await?;
+    }
+    Ok(last)
 }
 
 /// Which events are still kept.

@@ -185,10 +185,21 @@ impl Watch {
     async fn catch_up(&mut self) -> Result<(), ApiError> {
         let names = self.filter.name_match();
         let after = self.after;
+        // Three reads, which at READ COMMITTED see different moments:
+        // where the numbering stood before the page (to skip past only
+        // what the page saw), and what was deleted after it (an event
+        // deleted meanwhile is missing from the page: that must be seen).
         let read = self.db.read_primary(async |mut tx| {
-            let kept = Event::kept(&mut tx).await?;
+            let before = Event::kept(&mut tx).await?;
             let events = Event::after(&mut tx, after, &names, READ_PAGE).await?;
-            Ok((kept, events))
+            let after = Event::kept(&mut tx).await?;
+            Ok((
+                Kept {
+                    sequenced: before.sequenced,
+                    expired: after.expired,
+                },
+                events,
+            ))
         });
         let read_deadline = tokio::time::Instant::now() + self.read_timeout;
         let read_deadline = self
@@ -214,12 +225,15 @@ impl Watch {
     /// An event from the hub: sent if new and matching; after a gap, the
     /// table is read first.
     fn take(&mut self, sent: &Sent) {
-        let event: &Event = &sent.event;
-        if event.sequence <= self.after {
+        if sent.after > self.after {
+            // Events this watch has not seen were numbered, and not sent.
+            self.catching_up = true;
             return;
         }
-        if sent.after > self.after {
-            self.catching_up = true;
+        let Some(event) = sent.event.as_deref() else {
+            return;
+        };
+        if event.sequence <= self.after {
             return;
         }
         self.after = event.sequence;
