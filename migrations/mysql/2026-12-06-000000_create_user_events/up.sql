@@ -5,7 +5,8 @@ CREATE TABLE user_events (
     -- Insertion order, given as the write runs; not commit order.
     id          BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
     -- Commit order: NULL until the server's sequencer numbers the event,
-    -- after its write committed (see server/src/events/sequencer.rs).
+    -- after its write committed (see Event::sequence_committed in
+    -- server/src/models/event.rs).
     sequence    BIGINT NULL UNIQUE,
     -- 1 created, 2 updated, 3 deleted (WatchUsersResponse.Kind).
     kind        SMALLINT NOT NULL,
