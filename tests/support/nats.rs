@@ -128,6 +128,25 @@ impl TestStream {
         messages
     }
 
+    /// Waits until the stream holds `count` messages (or more); every
+    /// message then.
+    pub async fn wait_for_count(&self, count: usize) -> Vec<Published> {
+        let started = Instant::now();
+        loop {
+            let messages = self.messages().await;
+            if messages.len() >= count {
+                return messages;
+            }
+            assert!(
+                started.elapsed() < 3 * PATIENCE,
+                "JetStream holds {} events after {:?}, not yet {count}",
+                messages.len(),
+                started.elapsed()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Waits until the stream holds the event `sequence` (or later);
     /// every message then.
     pub async fn wait_for(&self, sequence: i64) -> Vec<Published> {

@@ -33,9 +33,11 @@ diesel::table! {
 diesel::table! {
     /// The outbox of change events (see the migration).
     user_events (id) {
-        /// Insertion order.
+        /// Insertion order (on PostgreSQL and SQLite, where it is
+        /// generated, the sequence itself).
         id -> BigInt,
-        /// Commit order; `None` until sequenced.
+        /// Commit order: given at insert on PostgreSQL and SQLite; on
+        /// MySQL, `None` until numbered after the commit.
         sequence -> Nullable<BigInt>,
         /// [`EventKind`](crate::models::EventKind) as a number.
         kind -> SmallInt,

@@ -1,9 +1,10 @@
-//! Change events: the outbox the writes fill ([`Event`]), numbered in
-//! commit order and fanned out to the WatchUsers calls of this server.
+//! Change events: the outbox the writes fill ([`Event`]), in commit order,
+//! fanned out to the WatchUsers calls of this server.
 //!
 //! One task per server, [`EventHub::run`], does the database work for
-//! every watcher: it numbers what was committed
-//! ([`Event::sequence_committed`]), reads what is new once, and sends it to
+//! every watcher: it learns where the log stands ([`Event::sequenced`];
+//! on MySQL it numbers what was committed first,
+//! [`Event::sequence_committed`]), reads what is new once, and sends it to
 //! the watchers through a bounded broadcast channel. A watcher costs no
 //! query while it keeps up; one that falls behind the channel (a slow
 //! reader) reads what it missed from the table itself, a page at a time,
@@ -221,11 +222,31 @@ impl EventHub {
         }
     }
 
-    /// Numbers every event committed before the call; returns the last
-    /// number given. What is committed after gets larger numbers: so the
-    /// result is where the log stands now, for a watch "from now" or after
-    /// an export.
+    /// Where the log stands once every event committed before the call
+    /// is in it: what is committed after gets larger numbers. So the result
+    /// is where a watch "from now", or after an export, starts.
+    ///
+    /// On PostgreSQL that waits for the write transactions running at the
+    /// call to end (see [`Event::sequenced`]); elsewhere it numbers what is
+    /// committed (MySQL) or only reads.
     pub async fn number_committed(&self) -> Result<i64, crate::db::DbError> {
+        let db = &self.inner.db;
+        let Some(end) = db
+            .read_statement_primary(async |mut tx| Event::running_end(&mut tx).await)
+            .await?
+        else {
+            return self.sequence().await;
+        };
+        let mut pause = Duration::from_millis(1);
+        while self.sequence().await? < end {
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(50));
+        }
+        Ok(end)
+    }
+
+    /// Where the log stands, after numbering what is committed (MySQL).
+    async fn sequence(&self) -> Result<i64, crate::db::DbError> {
         let db = &self.inner.db;
         loop {
             let (last, unnumbered) = db
@@ -236,7 +257,7 @@ impl EventHub {
             }
             let (before, after) = db
                 .write(async |mut tx| {
-                    let before = Event::last_sequenced(&mut tx).await?;
+                    let before = Event::sequenced(&mut tx).await?;
                     let after = Event::sequence_committed(&mut tx, NUMBER_BATCH).await?;
                     Ok((before, after))
                 })
@@ -251,7 +272,7 @@ impl EventHub {
     async fn poll_once(&self) -> Result<(), crate::db::DbError> {
         let inner = &self.inner;
         let db = &inner.db;
-        let numbered = self.number_committed().await?;
+        let numbered = self.sequence().await?;
         inner.numbered.send_if_modified(|last| {
             let newer = numbered > *last;
             if newer {
@@ -278,7 +299,7 @@ impl EventHub {
         loop {
             let page = db
                 .read_statement_primary(async |mut tx| {
-                    Event::after(&mut tx, sent, &NameMatch::Any, READ_PAGE).await
+                    Event::after(&mut tx, sent, numbered, &NameMatch::Any, READ_PAGE).await
                 })
                 .await?;
             let full = page.len() as i64 == READ_PAGE;

@@ -208,7 +208,7 @@ impl Relay {
         backoff.reached();
         let sequenced = self
             .db
-            .read_statement_primary(async |mut tx| Event::last_sequenced(&mut tx).await)
+            .read_statement_primary(async |mut tx| Event::sequenced(&mut tx).await)
             .await?;
         let mut published = if in_stream > sequenced {
             // Not this database's events: trust only the cursor.
@@ -224,11 +224,13 @@ impl Relay {
             self.mark(in_stream).await?
         };
         loop {
-            numbered.mark_unchanged();
+            // Where the hub last saw the log stand: up to there, nothing
+            // more can appear.
+            let upto = *numbered.borrow_and_update();
             let page = self
                 .db
                 .read_statement_primary(async |mut tx| {
-                    Event::after(&mut tx, published, &NameMatch::Any, READ_PAGE).await
+                    Event::after(&mut tx, published, upto, &NameMatch::Any, READ_PAGE).await
                 })
                 .await?;
             let full = page.len() as i64 == READ_PAGE;

@@ -1,19 +1,31 @@
 //! The `user_events` outbox: one row per change to a user, inserted by the
-//! write itself, in its transaction; numbered in commit order afterwards.
+//! write itself, in its transaction, and read in `sequence` order.
 //!
-//! Why two numbers: an event's `id` is given when its row is inserted,
-//! which is not the order in which transactions commit (a write that
-//! inserts first may commit last), so a reader that followed `id` could
-//! pass an id whose row is not committed yet and miss it for good. The
-//! `sequence` is given by [`Event::sequence_committed`] to rows already
-//! committed, one numberer at a time (it locks the `sequenced` cursor), so
-//! a row committed later always gets a larger number: following
-//! `sequence` misses nothing.
+//! A reader follows the sequence, so a row committed after the reader
+//! passed its number would be missed for good: every backend makes sure
+//! the reader only reads up to where no row can still appear, the point
+//! [`Event::sequenced`] returns.
+//!
+//! - PostgreSQL gives the sequence at insert: the inserting transaction's
+//!   id, shifted left 20 bits, above an ordinal (see the migration).
+//!   Transaction ids are not commit order, so the log stands just below
+//!   the oldest transaction still running: every transaction with a
+//!   smaller id has ended, every later one gets a larger id. No event row
+//!   is written twice; the price is that a long write transaction, on any
+//!   database of the cluster, holds back the events committed after it
+//!   began until it ends.
+//! - SQLite has one writer at a time, so insertion order is commit order:
+//!   the sequence is the row id, and the log stands at the last one given.
+//! - MySQL/MariaDB exposes no such horizon: the row takes an `id` at insert,
+//!   and [`Event::sequence_committed`] numbers committed rows afterwards,
+//!   one numberer at a time (it locks the `sequenced` cursor), so a row
+//!   committed later always gets a larger number.
 //!
 //! Per user, the order is the commit order too: two writes to one user
 //! are serialized by the user's row, so the second inserts its event
-//! after the first committed, with a larger `id`, and the numberer, which
-//! sees the first whenever it sees the second, numbers in `id` order.
+//! after the first committed: with a larger transaction id, row id, or
+//! `id` that the numberer, which sees the first whenever it sees the
+//! second, numbers in order.
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
@@ -21,7 +33,7 @@ use diesel_async::RunQueryDsl;
 
 use diesel::pg::Pg;
 use diesel::query_builder::AstPass;
-use diesel::sql_types::{SmallInt, Text, Timestamp};
+use diesel::sql_types::{BigInt, SmallInt, Text, Timestamp};
 
 use super::User;
 use crate::db::{
@@ -79,7 +91,7 @@ pub struct Event {
     pub request_id: String,
 }
 
-/// The cursor that holds the last sequence number given.
+/// MySQL: the cursor that holds the last sequence number given.
 const SEQUENCED: &str = "sequenced";
 /// The cursor below which events were deleted.
 const EXPIRED: &str = "expired";
@@ -192,10 +204,14 @@ impl Event {
         Ok(())
     }
 
-    /// The last sequence number given, and whether some committed event
-    /// has no number yet: one statement, a cheap look before
-    /// [`sequence_committed`](Self::sequence_committed) takes its lock.
+    /// Where the log stands ([`sequenced`](Self::sequenced)), and whether
+    /// some committed event has no number yet (MySQL): one statement, a
+    /// cheap look before [`sequence_committed`](Self::sequence_committed)
+    /// takes its lock.
     pub async fn numbering(tx: &mut Tx<'_>) -> QueryResult<(i64, bool)> {
+        if !matches!(tx, Tx::Mysql(_)) {
+            return Ok((Self::sequenced(tx).await?, false));
+        }
         let unnumbered =
             diesel::dsl::exists(user_events::table.filter(user_events::sequence.is_null()));
         on_backend!(tx, |conn| {
@@ -209,22 +225,23 @@ impl Event {
         .ok_or_else(|| missing_cursor(SEQUENCED))
     }
 
-    /// Numbers up to `limit` committed events that have no number yet, in
-    /// `id` order, after the last number given; returns the last number
-    /// given now (or before, if there was nothing to number). Run it in a
-    /// transaction: it locks the `sequenced` cursor until it commits, so
-    /// that two servers never number at once.
+    /// MySQL: numbers up to `limit` committed events that have no number
+    /// yet, in `id` order, after the last number given; returns the last
+    /// number given now (or before, if there was nothing to number). Run
+    /// it in a transaction: it locks the `sequenced` cursor until it
+    /// commits, so that two servers never number at once. (Elsewhere
+    /// events are numbered as they are inserted: it returns
+    /// [`sequenced`](Self::sequenced).)
     ///
     /// The events are numbered a run of consecutive ids per statement
     /// (usually one run: ids are skipped only by rollbacks and by writes
     /// still in flight). Every id of a run was read, so no other row can
     /// take a number in between.
     pub async fn sequence_committed(tx: &mut Tx<'_>, limit: i64) -> QueryResult<i64> {
-        if let Tx::Postgres(conn) = tx {
-            return sequence_committed_postgres(conn, limit).await;
+        if !matches!(tx, Tx::Mysql(_)) {
+            return Self::sequenced(tx).await;
         }
-        // An UPDATE, not SELECT .. FOR UPDATE, which SQLite lacks (it has
-        // one writer anyway).
+        // An UPDATE locks the cursor row until the commit.
         let cursor = user_event_cursors::table.find(SEQUENCED);
         on_backend!(tx, |conn| {
             diesel::update(cursor)
@@ -262,17 +279,65 @@ impl Event {
         Ok(last)
     }
 
-    /// Up to `limit` numbered events after `after` whose user's name
-    /// matches `names`, in sequence order.
+    /// PostgreSQL: where the log will stand once the write transactions
+    /// running now have ended (below the first transaction id not given
+    /// yet); every event committed before the call is up to it, every one
+    /// committed after is past it. `None` elsewhere: [`sequenced`]
+    /// (Self::sequenced) is past every committed event already.
+    pub async fn running_end(tx: &mut Tx<'_>) -> QueryResult<Option<i64>> {
+        let (Tx::Postgres(_) | Tx::PostgresPipelined(_)) = tx else {
+            return Ok(None);
+        };
+        on_backend!(tx, |conn| {
+            diesel::select(diesel::dsl::sql::<BigInt>(
+                "(pg_snapshot_xmax(pg_current_snapshot())::text::bigint << 20) - 1",
+            ))
+            .get_result(conn)
+            .await
+        })
+        .map(Some)
+    }
+
+    /// Where the log stands: no event committed from now on can take a
+    /// sequence number up to it, so a reader that read every event up to
+    /// it, and follows on after it, misses nothing. Read it before the
+    /// events (it may stand below some of them that are committed, never
+    /// above one that is not).
+    pub async fn sequenced(tx: &mut Tx<'_>) -> QueryResult<i64> {
+        let horizon = match tx {
+            // Below the oldest transaction still running: every one with
+            // a smaller id has ended (`xmin` of a snapshot taken now).
+            Tx::Postgres(_) | Tx::PostgresPipelined(_) => {
+                "(pg_snapshot_xmin(pg_current_snapshot())::text::bigint << 20) - 1"
+            }
+            // The last row id given (AUTOINCREMENT keeps it when the
+            // latest rows expire); by a commit, as writes are one at a time.
+            Tx::Sqlite(_) => {
+                "coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'user_events'), 0)"
+            }
+            Tx::Mysql(_) => return Self::cursor(tx, SEQUENCED).await,
+        };
+        on_backend!(tx, |conn| {
+            diesel::select(diesel::dsl::sql::<BigInt>(horizon))
+                .get_result(conn)
+                .await
+        })
+    }
+
+    /// Up to `limit` events after `after` and up to `upto` (where the log
+    /// stood, [`sequenced`](Self::sequenced), read before) whose user's
+    /// name matches `names`, in sequence order.
     pub async fn after(
         tx: &mut Tx<'_>,
         after: i64,
+        upto: i64,
         names: &NameMatch<'_>,
         limit: i64,
     ) -> QueryResult<Vec<Event>> {
         let rows: Vec<EventRow> = on_backend!(tx, |conn| {
             let mut query = user_events::table
                 .filter(user_events::sequence.gt(after))
+                .filter(user_events::sequence.le(upto))
                 .order(user_events::sequence.asc())
                 .select((
                     user_events::sequence.assume_not_null(),
@@ -321,43 +386,25 @@ impl Event {
         })
     }
 
-    /// The last sequence number given.
-    pub async fn last_sequenced(tx: &mut Tx<'_>) -> QueryResult<i64> {
-        Self::cursor(tx, SEQUENCED).await
-    }
-
-    /// The last sequence number given and the one up to which events were
-    /// deleted, read together (one snapshot).
+    /// Where the log stands and up to where events were deleted, in that
+    /// order.
     pub async fn kept(tx: &mut Tx<'_>) -> QueryResult<Kept> {
-        let cursors: Vec<(String, i64)> = on_backend!(tx, |conn| {
-            user_event_cursors::table
-                .filter(user_event_cursors::name.eq_any([SEQUENCED, EXPIRED]))
-                .select((user_event_cursors::name, user_event_cursors::sequence))
-                .load(conn)
-                .await
-        })?;
-        let find = |wanted: &str| {
-            cursors
-                .iter()
-                .find(|(name, _)| name == wanted)
-                .map(|(_, sequence)| *sequence)
-                .ok_or_else(|| missing_cursor(wanted))
-        };
+        let sequenced = Self::sequenced(tx).await?;
         Ok(Kept {
-            expired: find(EXPIRED)?,
-            sequenced: find(SEQUENCED)?,
+            expired: Self::cursor(tx, EXPIRED).await?,
+            sequenced,
         })
     }
 
-    /// Deletes the numbered events up to `upto` (and not past what was
-    /// numbered, nor past `published` when `keep_unpublished`) that
-    /// happened before `cutoff`; returns how many.
+    /// Deletes the events that happened before `cutoff`, not past where
+    /// the log stands nor, when `keep_unpublished`, past `published`;
+    /// returns how many.
     pub async fn expire(
         tx: &mut Tx<'_>,
         cutoff: NaiveDateTime,
         keep_unpublished: bool,
     ) -> QueryResult<usize> {
-        let mut bound = Self::cursor(tx, SEQUENCED).await?;
+        let mut bound = Self::sequenced(tx).await?;
         if keep_unpublished {
             bound = bound.min(Self::cursor(tx, PUBLISHED).await?);
         }
@@ -421,49 +468,12 @@ impl Event {
     }
 }
 
-/// PostgreSQL: [`Event::sequence_committed`] in three statements, however
-/// many runs the ids fall into (with many writes in flight, dozens): lock
-/// the cursor and read it, number every committed unnumbered event in one
-/// `UPDATE .. FROM`, move the cursor. The events are read by the UPDATE's
-/// own snapshot, taken after the lock, so it numbers only what is
-/// committed and not yet numbered; a row committed later gets a later
-/// number.
-async fn sequence_committed_postgres(
-    conn: &mut diesel_async::AsyncPgConnection,
-    limit: i64,
-) -> QueryResult<i64> {
-    let locked = user_event_cursors::table.find(SEQUENCED);
-    let before: i64 = diesel::update(locked)
-        .set(user_event_cursors::sequence.eq(user_event_cursors::sequence))
-        .returning(user_event_cursors::sequence)
-        .get_result(conn)
-        .await?;
-    let numbered = diesel::sql_query(
-        "UPDATE user_events AS e SET sequence = $1 + t.n \
-         FROM (SELECT id, row_number() OVER (ORDER BY id) AS n FROM user_events \
-               WHERE sequence IS NULL ORDER BY id LIMIT $2) AS t \
-         WHERE e.id = t.id",
-    )
-    .bind::<diesel::sql_types::BigInt, _>(before)
-    .bind::<diesel::sql_types::BigInt, _>(limit)
-    .execute(conn)
-    .await?;
-    let last = before + numbered as i64;
-    if last != before {
-        diesel::update(user_event_cursors::table.find(SEQUENCED))
-            .set(user_event_cursors::sequence.eq(last))
-            .execute(conn)
-            .await?;
-    }
-    Ok(last)
-}
-
 /// Which events are still kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Kept {
     /// The events up to this one were deleted.
     pub expired: i64,
-    /// The last event numbered.
+    /// Where the log stands ([`Event::sequenced`]).
     pub sequenced: i64,
 }
 

@@ -121,7 +121,7 @@ impl UsersService {
         deadline: Option<tokio::time::Instant>,
     ) -> Result<(UserStream, i64), ApiError> {
         let listing = Listing::parse(request.into())?;
-        let watch_from = self.events.number_committed().await?;
+        let watch_from = self.log_position(deadline).await?;
         let db = self.db.clone();
         let default_timeout = self.default_timeout;
         let started = Instant::now();

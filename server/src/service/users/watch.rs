@@ -74,7 +74,7 @@ impl UsersService {
         }
         let received = self.events.subscribe();
         let now = match request.from_now {
-            true => Some(self.events.number_committed().await?),
+            true => Some(self.log_position(deadline).await?),
             false => None,
         };
         let kept = self
@@ -114,6 +114,25 @@ impl UsersService {
             .instrument(call)
         });
         Ok((Box::pin(events), after))
+    }
+}
+
+impl UsersService {
+    /// Where the event log stands once every write committed before the
+    /// call is in it ([`EventHub::number_committed`]): on PostgreSQL,
+    /// that waits for the write transactions running now, for no longer
+    /// than the call's deadline or the default timeout.
+    pub(super) async fn log_position(
+        &self,
+        deadline: Option<tokio::time::Instant>,
+    ) -> Result<i64, ApiError> {
+        let bound = tokio::time::Instant::now() + self.default_timeout;
+        let bound = deadline.map_or(bound, |call| call.min(bound));
+        Ok(
+            tokio::time::timeout_at(bound, self.events.number_committed())
+                .await
+                .map_err(|_| ApiError::DeadlineExceeded)??,
+        )
     }
 }
 
@@ -186,12 +205,12 @@ impl Watch {
         let names = self.filter.name_match();
         let after = self.after;
         // Three reads, which at READ COMMITTED see different moments:
-        // where the numbering stood before the page (to skip past only
-        // what the page saw), and what was deleted after it (an event
+        // where the log stood before the page (the page reads up to it,
+        // and the watch skips past only that), and what was deleted after it (an event
         // deleted meanwhile is missing from the page: that must be seen).
         let read = self.db.read_primary(async |mut tx| {
             let before = Event::kept(&mut tx).await?;
-            let events = Event::after(&mut tx, after, &names, READ_PAGE).await?;
+            let events = Event::after(&mut tx, after, before.sequenced, &names, READ_PAGE).await?;
             let after = Event::kept(&mut tx).await?;
             Ok((
                 Kept {
