@@ -391,3 +391,65 @@ async fn a_watch_ends_when_its_server_shuts_down(backend: Backend) {
     let error = ClientError::from(status);
     assert_eq!(error.reason(), Some("SHUTTING_DOWN"), "{error}");
 }
+
+/// PostgreSQL numbers an event by its transaction's id, given at the
+/// transaction's first write, not at its commit: a transaction that began
+/// writing before another, and commits after it, has the smaller number.
+/// A watch that followed the number past the later one would miss it for
+/// good; the log stands below the oldest transaction still running, so it
+/// comes first.
+async fn an_event_committed_late_with_a_smaller_sequence_is_not_passed(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let client = &app.client;
+    let mut events = Box::pin(client.watch_users(WatchUsers::new().after(0)));
+    let early = client.create_user("early").await.unwrap();
+    let early_event = take(&mut events, 1).await.remove(0);
+    assert_eq!(early_event.user, early);
+
+    // A transaction that takes its id now and writes its event later, by
+    // hand, as a server's write would.
+    let open = app.database().begin("SELECT pg_current_xact_id()").await;
+    let later = client.create_user("later").await.unwrap();
+    // A watch that starts now reads the table at once: "later" is
+    // committed, its number larger, and it must not be read yet.
+    let request = pb::WatchUsersRequest {
+        after_sequence: early_event.sequence,
+        ..Default::default()
+    };
+    let mut started = client
+        .raw()
+        .watch_users(request)
+        .await
+        .unwrap()
+        .into_inner();
+    open.commit_after(&format!(
+        "INSERT INTO user_events \
+         (kind, user_id, name, create_time, update_time, revision, event_time, request_id) \
+         VALUES (2, {id}, 'renamed-late', now(), now(), 2, now(), 'by hand')",
+        id = early.id,
+    ))
+    .await;
+
+    let expected = [
+        (EventKind::Updated, early.id, "renamed-late".to_owned()),
+        (EventKind::Created, later.id, "later".to_owned()),
+    ];
+    let seen = take(&mut events, 2).await;
+    assert_eq!(summary(&seen), expected);
+    assert!(seen[0].sequence < seen[1].sequence, "{seen:?}");
+    let mut seen_by_started = Vec::new();
+    for _ in 0..2 {
+        let event = tokio::time::timeout(PATIENCE, started.message())
+            .await
+            .expect("an event")
+            .unwrap()
+            .expect("a watch does not end");
+        seen_by_started.push(UserEvent::try_from(event).unwrap());
+    }
+    assert_eq!(summary(&seen_by_started), expected);
+}
+
+on_backend!(
+    postgres_only: Postgres;
+    an_event_committed_late_with_a_smaller_sequence_is_not_passed,
+);

@@ -264,6 +264,34 @@ impl WriteLock {
     }
 }
 
+/// A PostgreSQL transaction a test holds open ([`TestDatabase::begin`]).
+#[allow(missing_debug_implementations)] // the connection has none
+pub struct OpenTransaction(Box<AsyncPgConnection>);
+
+impl OpenTransaction {
+    /// Runs `sql` in the transaction, then commits it.
+    pub async fn commit_after(mut self, sql: &str) {
+        self.0.batch_execute(sql).await.unwrap();
+        self.0.batch_execute("COMMIT").await.unwrap();
+    }
+}
+
+impl TestDatabase {
+    /// PostgreSQL: begins a transaction on a connection of the test's own,
+    /// runs `sql` in it and leaves it open.
+    pub async fn begin(&self, sql: &str) -> OpenTransaction {
+        let Self::Postgres { admin_url, name } = self else {
+            panic!("TestDatabase::begin is for PostgreSQL");
+        };
+        let mut conn = AsyncPgConnection::establish(&with_database(admin_url, name))
+            .await
+            .unwrap();
+        conn.batch_execute("BEGIN").await.unwrap();
+        conn.batch_execute(sql).await.unwrap();
+        OpenTransaction(Box::new(conn))
+    }
+}
+
 impl Drop for TestDatabase {
     fn drop(&mut self) {
         let drop = match self {

@@ -22,7 +22,7 @@ use users_client::{ClientBuilder, FindUsers, RetryPolicy, User, UsersClient};
 use users_server::{Application, Config, StartupError, tls::TlsFlags};
 
 pub use certificates::TestCertificates;
-pub use database::{Backend, POSTGRES_URL_VAR, TestDatabase, WriteLock};
+pub use database::{Backend, OpenTransaction, POSTGRES_URL_VAR, TestDatabase, WriteLock};
 pub use galera::{GALERA_PROVIDER_VAR, GaleraCluster, NodeStatus};
 pub use http::{HttpResponse, http_get};
 pub use nats::{NATS_SERVER_VAR, NATS_URL_VAR, PrivateNats, Published, TestStream};

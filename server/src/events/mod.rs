@@ -64,8 +64,8 @@ pub struct HubOptions {
     /// How often it looks for events written by other servers.
     pub poll_interval: Duration,
     /// After a local commit wakes it, how long it waits for more before
-    /// numbering, so that a busy server numbers many events per
-    /// transaction.
+    /// reading (and on MySQL numbering), so that a busy server reads many
+    /// events per query.
     pub gather: Duration,
 }
 
@@ -160,12 +160,12 @@ impl EventHub {
         &self.inner.db
     }
 
-    /// Tells the hub that a write committed here: its event is numbered
-    /// and sent soon, not at the next poll, if anyone follows the events
-    /// here (a watch, the relay). With nobody, numbering waits for the
-    /// poll: a busy server then numbers once per poll interval, not per
-    /// handful of writes (a watch from now and an export number what they
-    /// need themselves).
+    /// Tells the hub that a write committed here: its event is sent soon,
+    /// not at the next poll, if anyone follows the events here (a watch,
+    /// the relay). With nobody, the hub waits for the poll: a busy server
+    /// then looks (and on MySQL numbers) once per poll interval, not per
+    /// handful of writes (a watch from now and an export find where the
+    /// log stands themselves).
     pub fn committed(&self) {
         let inner = &self.inner;
         if inner.sender.receiver_count() > 0 || inner.numbered.receiver_count() > 0 {

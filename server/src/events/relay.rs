@@ -1,4 +1,4 @@
-//! The relay: sends the numbered events to a NATS JetStream stream
+//! The relay: sends the change events to a NATS JetStream stream
 //! (`--events-nats-url`), in sequence order, and marks what JetStream
 //! acknowledged in the `published` cursor.
 //!
@@ -10,14 +10,14 @@
 //!   acknowledged, so the stream holds a prefix of the log in order, never
 //!   a later event without the earlier ones;
 //! - so on (re)start the relay resumes after the last event in the stream,
-//!   not only after the `published` cursor, which is marked a page at a
-//!   time: a relay killed between an ack and its mark sends nothing twice,
+//!   not only after the `published` cursor, which is marked once a second
+//!   while busy: a relay killed between an ack and its mark sends nothing twice,
 //!   however long it stayed down.
 //!
 //! NATS down: writes go on; their events wait in the table (expiry keeps
 //! what was not published) and flow once NATS is back.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, message::PublishMessage, stream};
 use bytes::Bytes;
@@ -63,6 +63,9 @@ impl NatsOptions {
         format!("{}.{kind}", self.subject_prefix)
     }
 }
+
+/// How often a busy relay marks what JetStream acknowledged.
+const MARK_EVERY: Duration = Duration::from_secs(1);
 
 /// Why a round of publishing stopped; it starts again after a pause.
 #[derive(Debug, thiserror::Error)]
@@ -223,6 +226,8 @@ impl Relay {
         } else {
             self.mark(in_stream).await?
         };
+        let mut marked = Instant::now();
+        let mut unmarked = false;
         loop {
             // Where the hub last saw the log stand: up to there, nothing
             // more can appear.
@@ -238,9 +243,17 @@ impl Relay {
                 self.publish(event).await?;
                 published = event.sequence;
             }
-            if !page.is_empty() {
+            unmarked |= !page.is_empty();
+            // The mark serves expiry (what may be deleted) and another
+            // server's relay (which follows it); a restart resumes from the
+            // stream itself. So a busy relay marks once a second, not once
+            // a page (a write transaction per page would cost the writes
+            // around it), and an idle one as soon as it has caught up.
+            if unmarked && (page.is_empty() || marked.elapsed() >= MARK_EVERY) {
                 // Another server's relay may be further: follow it.
                 published = self.mark(published).await?;
+                marked = Instant::now();
+                unmarked = false;
             }
             if !full {
                 // Woken by new numbers, or by the poll for other servers'.

@@ -32,7 +32,7 @@ use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
 use diesel::pg::Pg;
-use diesel::query_builder::AstPass;
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::sql_types::{BigInt, SmallInt, Text, Timestamp};
 
 use super::User;
@@ -285,17 +285,14 @@ impl Event {
     /// committed after is past it. `None` elsewhere: [`sequenced`]
     /// (Self::sequenced) is past every committed event already.
     pub async fn running_end(tx: &mut Tx<'_>) -> QueryResult<Option<i64>> {
-        let (Tx::Postgres(_) | Tx::PostgresPipelined(_)) = tx else {
-            return Ok(None);
-        };
-        on_backend!(tx, |conn| {
-            diesel::select(diesel::dsl::sql::<BigInt>(
-                "(pg_snapshot_xmax(pg_current_snapshot())::text::bigint << 20) - 1",
-            ))
-            .get_result(conn)
-            .await
-        })
-        .map(Some)
+        let query = PostgresPosition(
+            "SELECT (pg_snapshot_xmax(pg_current_snapshot())::text::bigint << 20) - 1",
+        );
+        match tx {
+            Tx::Postgres(conn) => query.get_result(&mut **conn).await.map(Some),
+            Tx::PostgresPipelined(conn) => query.get_result(&mut **conn).await.map(Some),
+            Tx::Sqlite(_) | Tx::Mysql(_) => Ok(None),
+        }
     }
 
     /// Where the log stands: no event committed from now on can take a
@@ -304,24 +301,25 @@ impl Event {
     /// events (it may stand below some of them that are committed, never
     /// above one that is not).
     pub async fn sequenced(tx: &mut Tx<'_>) -> QueryResult<i64> {
-        let horizon = match tx {
-            // Below the oldest transaction still running: every one with
-            // a smaller id has ended (`xmin` of a snapshot taken now).
-            Tx::Postgres(_) | Tx::PostgresPipelined(_) => {
-                "(pg_snapshot_xmin(pg_current_snapshot())::text::bigint << 20) - 1"
-            }
+        // Below the oldest transaction still running: every one with a
+        // smaller id has ended (`xmin` of a snapshot taken now).
+        let postgres = PostgresPosition(
+            "SELECT (pg_snapshot_xmin(pg_current_snapshot())::text::bigint << 20) - 1",
+        );
+        match tx {
+            Tx::Postgres(conn) => postgres.get_result(&mut **conn).await,
+            Tx::PostgresPipelined(conn) => postgres.get_result(&mut **conn).await,
             // The last row id given (AUTOINCREMENT keeps it when the
             // latest rows expire); by a commit, as writes are one at a time.
-            Tx::Sqlite(_) => {
-                "coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'user_events'), 0)"
-            }
-            Tx::Mysql(_) => return Self::cursor(tx, SEQUENCED).await,
-        };
-        on_backend!(tx, |conn| {
-            diesel::select(diesel::dsl::sql::<BigInt>(horizon))
-                .get_result(conn)
+            Tx::Sqlite(conn) => {
+                diesel::select(diesel::dsl::sql::<BigInt>(
+                    "coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'user_events'), 0)",
+                ))
+                .get_result(&mut **conn)
                 .await
-        })
+            }
+            Tx::Mysql(_) => Self::cursor(tx, SEQUENCED).await,
+        }
     }
 
     /// Up to `limit` events after `after` and up to `upto` (where the log
@@ -464,6 +462,30 @@ impl Event {
                 .execute(conn)
                 .await
         })?;
+        Ok(())
+    }
+}
+
+/// PostgreSQL: a position in the log computed from the current snapshot
+/// (one fixed statement, of its two). A query type of its own, rather than
+/// `sql_query`, so that diesel keeps it prepared (it never caches raw SQL):
+/// the hub runs it at every poll.
+#[derive(Debug, Clone, Copy)]
+struct PostgresPosition(&'static str);
+
+impl QueryId for PostgresPosition {
+    type QueryId = ();
+    // The two statements share a type: keyed by their SQL instead.
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl Query for PostgresPosition {
+    type SqlType = BigInt;
+}
+
+impl QueryFragment<Pg> for PostgresPosition {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql(self.0);
         Ok(())
     }
 }
