@@ -1,4 +1,4 @@
-//! Change events: the outbox the writes fill ([`Event`]), in commit order,
+//! Change events: the outbox the writes fill ([`Event`]), in sequence order,
 //! fanned out to the WatchUsers calls of this server.
 //!
 //! One task per server, [`EventHub::run`], does the database work for
