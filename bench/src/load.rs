@@ -19,6 +19,7 @@ use tokio::task::JoinSet;
 use users_client::{ClientError, FindUsers, UsersClient, pb};
 
 use crate::connect::{connect_all, failure_reason};
+use crate::cpu::CpuProbe;
 use crate::error::BenchError;
 use crate::progress::{self, Phases, Progress};
 use crate::report::{Recorder, Report, Setup};
@@ -55,10 +56,14 @@ pub struct LoadArgs {
     /// Users the database was seeded with (`get` asks for ids 1 to this).
     #[arg(long, default_value_t = 100_000)]
     users: u32,
-    /// The server's process id, to report its peak RSS over the measured
-    /// phase.
+    /// The server's process id, to report its peak RSS and its CPU time
+    /// per call over the measured phase.
     #[arg(long)]
     server_pid: Option<u32>,
+    /// Also report the CPU time per call of every process with this
+    /// command name (`postgres`: the database's backends).
+    #[arg(long, value_name = "NAME")]
+    cpu_of: Option<String>,
     /// Deadline of each call; a call past it counts as DEADLINE_EXCEEDED.
     #[arg(long, default_value = "30s", value_parser = parse_positive_duration)]
     timeout: Duration,
@@ -241,6 +246,7 @@ pub async fn run(args: &LoadArgs) -> Result<Report, BenchError> {
     tokio::pin!(measuring);
     let mut pid = args.server_pid;
     let mut probe = None;
+    let mut cpu = None;
     loop {
         tokio::select! {
             joined = workers.join_next() => match joined {
@@ -249,7 +255,8 @@ pub async fn run(args: &LoadArgs) -> Result<Report, BenchError> {
             },
             // The peak RSS is reset as the measured phase starts, so that
             // the warmup's peak does not count.
-            () = &mut measuring, if pid.is_some() => {
+            () = &mut measuring, if cpu.is_none() => {
+                cpu = Some(CpuProbe::start(pid, args.cpu_of.as_deref()));
                 probe = pid.take().map(PeakRssProbe::start);
             }
             now = ticks.tick() => {
@@ -262,6 +269,7 @@ pub async fn run(args: &LoadArgs) -> Result<Report, BenchError> {
     let elapsed = phases.measure_start.elapsed();
     progress::finish();
     let peak_rss = probe.and_then(PeakRssProbe::read);
+    let cpu_used = cpu.map(|cpu| cpu.read());
 
     let recorder = run.recorder.lock().unwrap_or_else(PoisonError::into_inner);
     let setup = Setup {
@@ -272,6 +280,7 @@ pub async fn run(args: &LoadArgs) -> Result<Report, BenchError> {
         rate: args.rate,
     };
     let mut report = Report::new(setup, &recorder, elapsed, peak_rss);
+    report.add_cpu(cpu_used, args.cpu_of.as_deref());
     if let Some(rate) = args.rate {
         let attempted = report.calls + report.errors.values().sum::<u64>();
         let achieved = attempted as f64 / elapsed.as_secs_f64();

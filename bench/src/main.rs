@@ -13,6 +13,7 @@
 //! `bench/run` runs them all and compares; see `bench/README.md`.
 
 mod connect;
+mod cpu;
 mod error;
 mod event_latency;
 mod load;

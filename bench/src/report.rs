@@ -7,6 +7,7 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
+use crate::cpu::CpuUsed;
 use crate::error::BenchError;
 use crate::workload::Rpc;
 
@@ -124,6 +125,13 @@ pub struct Report {
     pub peak_rss_mib: Option<f64>,
     /// Whether `peak_rss_mib` covers only the measured phase.
     pub peak_rss_reset: Option<bool>,
+    /// The server's CPU time per successful call (µs), when
+    /// `--server-pid` was given.
+    pub server_cpu_us_per_call: Option<f64>,
+    /// Which processes `cpu_of_us_per_call` counts (`--cpu-of`).
+    pub cpu_of: Option<String>,
+    /// Their CPU time per successful call (µs), together.
+    pub cpu_of_us_per_call: Option<f64>,
     /// Open-loop target rate; `null` for a closed loop.
     pub rate: Option<f64>,
     /// Anything the reader should know about these numbers.
@@ -131,6 +139,17 @@ pub struct Report {
 }
 
 impl Report {
+    /// Adds the CPU time per call the measured phase used, of the server
+    /// and of the processes named `cpu_of`.
+    pub fn add_cpu(&mut self, used: Option<CpuUsed>, cpu_of: Option<&str>) {
+        let Some(used) = used else { return };
+        let per_call =
+            |seconds: f64| (self.calls > 0).then(|| round3(seconds * 1e6 / self.calls as f64));
+        self.server_cpu_us_per_call = used.server_s.and_then(per_call);
+        self.cpu_of = cpu_of.map(str::to_owned);
+        self.cpu_of_us_per_call = used.named_s.and_then(per_call);
+    }
+
     /// Sums up `recorder` over a measured phase of `elapsed`.
     pub fn new(
         setup: Setup,
@@ -169,6 +188,9 @@ impl Report {
             errors: recorder.errors.clone(),
             peak_rss_mib: peak_rss.as_ref().map(|rss| round3(rss.mib)),
             peak_rss_reset: peak_rss.as_ref().map(|rss| rss.reset),
+            server_cpu_us_per_call: None,
+            cpu_of: None,
+            cpu_of_us_per_call: None,
             rate: setup.rate,
             notes,
         }
@@ -235,6 +257,12 @@ impl std::fmt::Display for Report {
                 "server lifetime"
             };
             write!(f, "\npeak RSS     {mib:.1} MiB ({scope})")?;
+        }
+        if let Some(us) = self.server_cpu_us_per_call {
+            write!(f, "\nserver CPU   {us:.1} µs/call")?;
+        }
+        if let (Some(name), Some(us)) = (&self.cpu_of, self.cpu_of_us_per_call) {
+            write!(f, "\n{name} CPU {us:.1} µs/call")?;
         }
         for note in &self.notes {
             write!(f, "\nnote         {note}")?;
