@@ -6,6 +6,8 @@
 //! - `users`: the users service's own `users` table (migrated by users-server), so both
 //!   servers can run on one database; replies carry what the service's do (id, name,
 //!   create_time, update_time, etag = the revision in decimal). No change event is written.
+//! - `users-events`: `users`, and each create also inserts its change event into
+//!   `user_events` in the same statement, as users-server does: what the outbox costs.
 use std::time::SystemTime;
 
 use ceiling::pb::*;
@@ -38,6 +40,18 @@ const USERS: Schema = Schema {
     create: "INSERT INTO users (name, create_time, update_time) VALUES ($1, $2, $2) \
              RETURNING id, name, create_time, update_time, revision",
     full: true,
+};
+
+/// `users`, and each create also writes its change event as users-server's
+/// does: in the same statement, a data-modifying `WITH`.
+const USERS_WITH_EVENTS: Schema = Schema {
+    create: "WITH new_user AS (INSERT INTO users (name, create_time, update_time) \
+             VALUES ($1, $2, $2) RETURNING id, name, create_time, update_time, revision), \
+             created AS (INSERT INTO user_events \
+             (kind, user_id, name, create_time, update_time, revision, event_time, request_id) \
+             SELECT 1, id, name, create_time, update_time, revision, create_time, '' FROM new_user) \
+             SELECT id, name, create_time, update_time, revision FROM new_user",
+    ..USERS
 };
 
 struct Direct {
@@ -148,7 +162,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let schema = match std::env::args().nth(3).or_else(|| std::env::var("DIRECT_SCHEMA").ok()).as_deref() {
         None | Some("peer") => PEER,
         Some("users") => USERS,
-        Some(other) => return Err(format!("DIRECT_SCHEMA: `peer` or `users`, not {other:?}").into()),
+        Some("users-events") => USERS_WITH_EVENTS,
+        Some(other) => {
+            return Err(format!("DIRECT_SCHEMA: `peer`, `users` or `users-events`, not {other:?}").into())
+        }
     };
     let pg: tokio_postgres::Config = url.parse()?;
     let mgr = Manager::from_config(pg, tokio_postgres::NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
