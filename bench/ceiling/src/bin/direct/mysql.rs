@@ -1,0 +1,76 @@
+//! MySQL and MariaDB: mysql_async's pool, statements prepared once per
+//! connection (its statement cache). A create is one `INSERT ... RETURNING`
+//! (MariaDB 10.5 and later; MySQL has no RETURNING, so there it fails).
+use ceiling::pb::User;
+use chrono::NaiveDateTime;
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts};
+use tonic::Status;
+
+use super::{db_err, naive_timestamp, Store, POOL_SIZE};
+
+const FIND: &str = "SELECT id, name, create_time, update_time, revision FROM users \
+                    WHERE name = ? AND id > ? ORDER BY id LIMIT ?";
+const GET: &str = "SELECT id, name, create_time, update_time, revision FROM users WHERE id = ?";
+const CREATE: &str = "INSERT INTO users (name, create_time, update_time) VALUES (?, ?, ?) \
+                      RETURNING id, name, create_time, update_time, revision";
+
+pub struct Mysql(Pool);
+
+impl Mysql {
+    /// Opens all connections and prepares the statements up front.
+    pub async fn open(url: &str) -> Result<Self, Box<dyn std::error::Error>> {
+        let constraints = PoolConstraints::new(POOL_SIZE, POOL_SIZE).ok_or("pool constraints")?;
+        let opts = OptsBuilder::from_opts(Opts::from_url(url)?)
+            .pool_opts(PoolOpts::default().with_constraints(constraints))
+            .prefer_socket(false);
+        let pool = Pool::new(opts);
+        let mut held = Vec::with_capacity(POOL_SIZE);
+        for _ in 0..POOL_SIZE {
+            let mut c = pool.get_conn().await?;
+            for sql in [FIND, GET, CREATE] {
+                c.prep(sql).await?;
+            }
+            held.push(c);
+        }
+        drop(held);
+        Ok(Mysql(pool))
+    }
+
+    async fn conn(&self) -> Result<Conn, Status> {
+        self.0.get_conn().await.map_err(db_err)
+    }
+}
+
+type UserRow = (i64, String, NaiveDateTime, NaiveDateTime, i64);
+
+fn user((id, name, create_time, update_time, revision): UserRow) -> User {
+    User {
+        id,
+        name,
+        create_time: Some(naive_timestamp(create_time)),
+        update_time: Some(naive_timestamp(update_time)),
+        etag: revision.to_string(),
+    }
+}
+
+impl Store for Mysql {
+    async fn find(&self, name: String, after: i64, limit: i64) -> Result<Vec<User>, Status> {
+        let mut c = self.conn().await?;
+        let rows: Vec<UserRow> = c.exec(FIND, (name, after, limit)).await.map_err(db_err)?;
+        Ok(rows.into_iter().map(user).collect())
+    }
+
+    async fn get(&self, id: i64) -> Result<Option<User>, Status> {
+        let mut c = self.conn().await?;
+        let row: Option<UserRow> = c.exec_first(GET, (id,)).await.map_err(db_err)?;
+        Ok(row.map(user))
+    }
+
+    async fn create(&self, name: String) -> Result<User, Status> {
+        let mut c = self.conn().await?;
+        let now = chrono::Utc::now().naive_utc();
+        let row: Option<UserRow> = c.exec_first(CREATE, (name, now, now)).await.map_err(db_err)?;
+        row.map(user).ok_or_else(|| Status::internal("INSERT ... RETURNING returned no row"))
+    }
+}
