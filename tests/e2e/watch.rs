@@ -449,7 +449,46 @@ async fn an_event_committed_late_with_a_smaller_sequence_is_not_passed(backend: 
     assert_eq!(summary(&seen_by_started), expected);
 }
 
+/// The log waits for the transactions that may still write events into
+/// the service's database, not for every one on the PostgreSQL cluster:
+/// another application's long transaction, in a database of its own,
+/// holds back no watch and no export.
+async fn a_transaction_in_another_database_holds_back_no_event(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let client = &app.client;
+    let elsewhere = app
+        .database()
+        .begin_elsewhere("SELECT pg_current_xact_id()")
+        .await;
+
+    let mut events = Box::pin(client.watch_users(WatchUsers::new().after(0)));
+    let created = client.create_user("John").await.unwrap();
+    let seen = take(&mut events, 1).await;
+    assert_eq!(seen[0].user, created);
+    // A watch from now, and an export, begin once the log stands past
+    // every write committed before them.
+    let request = pb::WatchUsersRequest {
+        from_now: true,
+        ..Default::default()
+    };
+    tokio::time::timeout(PATIENCE, client.raw().watch_users(request))
+        .await
+        .expect("a watch from now begins")
+        .unwrap();
+    let exported = tokio::time::timeout(PATIENCE, client.export_users(FindUsers::new()))
+        .await
+        .expect("an export begins")
+        .unwrap()
+        .try_collect::<Vec<_>>()
+        .await
+        .unwrap();
+    assert_eq!(exported, [created]);
+
+    elsewhere.commit_after("SELECT 1").await;
+}
+
 on_backend!(
     postgres_only: Postgres;
     an_event_committed_late_with_a_smaller_sequence_is_not_passed,
+    a_transaction_in_another_database_holds_back_no_event,
 );

@@ -269,6 +269,13 @@ impl WriteLock {
 pub struct OpenTransaction(Box<AsyncPgConnection>);
 
 impl OpenTransaction {
+    async fn begin(url: &str, sql: &str) -> Self {
+        let mut conn = AsyncPgConnection::establish(url).await.unwrap();
+        conn.batch_execute("BEGIN").await.unwrap();
+        conn.batch_execute(sql).await.unwrap();
+        Self(Box::new(conn))
+    }
+
     /// Runs `sql` in the transaction, then commits it.
     pub async fn commit_after(mut self, sql: &str) {
         self.0.batch_execute(sql).await.unwrap();
@@ -283,12 +290,17 @@ impl TestDatabase {
         let Self::Postgres { admin_url, name } = self else {
             panic!("TestDatabase::begin is for PostgreSQL");
         };
-        let mut conn = AsyncPgConnection::establish(&with_database(admin_url, name))
-            .await
-            .unwrap();
-        conn.batch_execute("BEGIN").await.unwrap();
-        conn.batch_execute(sql).await.unwrap();
-        OpenTransaction(Box::new(conn))
+        OpenTransaction::begin(&with_database(admin_url, name), sql).await
+    }
+
+    /// PostgreSQL: the same as [`begin`](Self::begin), in another database
+    /// of the test's server (the admin URL's), as another application
+    /// sharing the cluster would.
+    pub async fn begin_elsewhere(&self, sql: &str) -> OpenTransaction {
+        let Self::Postgres { admin_url, .. } = self else {
+            panic!("TestDatabase::begin_elsewhere is for PostgreSQL");
+        };
+        OpenTransaction::begin(admin_url, sql).await
     }
 }
 

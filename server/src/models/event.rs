@@ -301,11 +301,10 @@ impl Event {
     /// events (it may stand below some of them that are committed, never
     /// above one that is not).
     pub async fn sequenced(tx: &mut Tx<'_>) -> QueryResult<i64> {
-        // Below the oldest transaction still running: every one with a
-        // smaller id has ended (`xmin` of a snapshot taken now).
-        let postgres = PostgresPosition(
-            "SELECT (pg_snapshot_xmin(pg_current_snapshot())::text::bigint << 20) - 1",
-        );
+        // Below the oldest transaction still running that may write to
+        // this database: every one with a smaller id has ended, or runs in
+        // another database of the cluster and cannot write here.
+        let postgres = PostgresPosition(SEQUENCED_POSTGRES);
         match tx {
             Tx::Postgres(conn) => postgres.get_result(&mut **conn).await,
             Tx::PostgresPipelined(conn) => postgres.get_result(&mut **conn).await,
@@ -465,6 +464,30 @@ impl Event {
         Ok(())
     }
 }
+
+/// PostgreSQL's [`Event::sequenced`]: the oldest id in a snapshot taken
+/// now of the transactions still running (`xmin`), or the first id not
+/// given yet (`xmax`) when none runs, leaving out those that run in
+/// another database of the cluster. A snapshot's `xmin` alone counts them
+/// too, and one long transaction anywhere on the cluster would hold back
+/// every event here. A transaction is left out only when
+/// `pg_stat_activity` shows it in a backend of another database (a
+/// backend never changes database), so whatever that view lags behind or
+/// hides leaves the position lower, never past an event still to commit.
+/// The view's ids are 32-bit, the snapshot's 64: no two transactions
+/// running at once share the low 32 bits.
+const SEQUENCED_POSTGRES: &str = "\
+    WITH taken AS (SELECT pg_current_snapshot() AS snapshot), \
+    elsewhere AS ( \
+        SELECT backend_xid::text::bigint AS xid FROM pg_stat_activity \
+        WHERE backend_xid IS NOT NULL \
+        AND datid IS DISTINCT FROM (SELECT oid FROM pg_database WHERE datname = current_database()) \
+    ) \
+    SELECT (coalesce( \
+        (SELECT min(running::text::bigint) FROM taken, pg_snapshot_xip(taken.snapshot) AS running \
+         WHERE running::text::bigint & 4294967295 NOT IN (SELECT xid FROM elsewhere)), \
+        (SELECT pg_snapshot_xmax(snapshot)::text::bigint FROM taken) \
+    ) << 20) - 1";
 
 /// PostgreSQL: a position in the log computed from the current snapshot
 /// (one fixed statement, of its two). A query type of its own, rather than
