@@ -18,10 +18,12 @@ const BATCH: usize = 1_000;
 /// memory) dwarfs what the server may hold at once.
 const NAME_PADDING: usize = 200;
 
-/// The growth allowed: a few chunks of 1,000 users in flight, plus the
-/// HTTP/2 windows. Measured with two CPU hogs beside the suite: 0 to 3.8
-/// MiB; reading the whole table at once grows it by ~110 MiB.
-const MAX_GROWTH_KIB: u64 = 12 * 1024;
+/// The growth allowed: a few chunks of 1,000 users in flight, the HTTP/2
+/// windows, and what the allocator keeps of them. Measured with two CPU
+/// hogs beside it: 0 to 6.6 MiB in 26 runs (median 2 MiB), and once 18.8
+/// MiB; reading the whole table at once grows it by ~110 MiB. The bound
+/// sits twice above the worst run seen and well below the failure.
+const MAX_GROWTH_KIB: u64 = 40 * 1024;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exporting_100000_users_to_a_slow_reader_keeps_server_memory_flat() {
