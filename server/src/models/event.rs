@@ -29,7 +29,7 @@
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
-use diesel_async::RunQueryDsl;
+use diesel_async::{AsyncMysqlConnection, RunQueryDsl};
 
 use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
@@ -38,7 +38,7 @@ use diesel::sql_types::{BigInt, SmallInt, Text, Timestamp};
 use super::User;
 use crate::db::{
     Tx,
-    mysql::rolled_back_under_us,
+    mysql::{last_insert_id, rolled_back_under_us},
     on_backend,
     schema::{user_event_cursors, user_events, users},
 };
@@ -100,6 +100,28 @@ pub const PUBLISHED: &str = "published";
 
 type EventRow = (i64, i16, User, NaiveDateTime, String);
 
+/// The columns an event is inserted with, in the order of the `SELECT`s
+/// that copy them from `users`.
+const EVENT_COLUMNS: (
+    user_events::kind,
+    user_events::user_id,
+    user_events::name,
+    user_events::create_time,
+    user_events::update_time,
+    user_events::revision,
+    user_events::event_time,
+    user_events::request_id,
+) = (
+    user_events::kind,
+    user_events::user_id,
+    user_events::name,
+    user_events::create_time,
+    user_events::update_time,
+    user_events::revision,
+    user_events::event_time,
+    user_events::request_id,
+);
+
 impl Event {
     /// Records that the write running in `tx` did `kind` to each of
     /// `users` (the rows as it wrote them: ids and revisions), at
@@ -112,8 +134,12 @@ impl Event {
     /// without an error ([`rolled_back_under_us`]), whose later statements
     /// commit on their own, the rows are gone or changed, nothing is
     /// inserted, and the unit fails and runs again, leaving no event for a
-    /// write that never happened. `users` all share one revision, or are
-    /// all new (revision 1).
+    /// write that never happened. The rows must match every column the
+    /// write set (revision, name, update time), not the revision alone: the
+    /// conflicting rename that rolled this one back leaves the row at the
+    /// same revision (the Galera fault test saw two renames acknowledged
+    /// with one revision). `users` all share one revision, or are all new
+    /// (revision 1).
     pub async fn record(
         tx: &mut Tx<'_>,
         kind: EventKind,
@@ -125,12 +151,18 @@ impl Event {
             return Ok(());
         }
         let ids: Vec<i64> = users.iter().map(|user| user.id).collect();
-        let mut revisions: Vec<i64> = users.iter().map(|user| user.revision).collect();
-        revisions.sort_unstable();
-        revisions.dedup();
+        let revisions = distinct(users, |user| user.revision);
+        let update_times = distinct(users, |user| user.update_time);
+        let names = distinct(users, |user| user.name.as_str());
+        // Every column a write sets: a row another transaction left at the
+        // same revision is not the one this transaction wrote.
+        let as_written = users::id
+            .eq_any(&ids)
+            .and(users::revision.eq_any(&revisions))
+            .and(users::update_time.eq_any(&update_times))
+            .and(users::name.eq_any(&names));
         let source = users::table
-            .filter(users::id.eq_any(&ids))
-            .filter(users::revision.eq_any(&revisions))
+            .filter(as_written.clone())
             .order(users::id.asc())
             .select((
                 kind.code().into_sql::<SmallInt>(),
@@ -142,20 +174,10 @@ impl Event {
                 event_time.into_sql::<Timestamp>(),
                 request_id.into_sql::<Text>(),
             ));
-        let columns = (
-            user_events::kind,
-            user_events::user_id,
-            user_events::name,
-            user_events::create_time,
-            user_events::update_time,
-            user_events::revision,
-            user_events::event_time,
-            user_events::request_id,
-        );
         let inserted = on_backend!(tx, |conn| {
             diesel::insert_into(user_events::table)
                 .values(source)
-                .into_columns(columns)
+                .into_columns(EVENT_COLUMNS)
                 .execute(conn)
                 .await
         })?;
@@ -168,8 +190,7 @@ impl Event {
         // unreported (see above): make sure the users are still as written.
         if let Tx::Mysql(conn) = tx {
             let still: i64 = users::table
-                .filter(users::id.eq_any(&ids))
-                .filter(users::revision.eq_any(&revisions))
+                .filter(as_written)
                 .count()
                 .get_result(&mut **conn)
                 .await?;
@@ -180,6 +201,54 @@ impl Event {
             }
         }
         Ok(())
+    }
+
+    /// MySQL: [`record`](Self::record) for the one user the connection
+    /// inserted last ([`last_insert_id`]), without asking for its id: the
+    /// event is copied from the row (none if it is gone: then a
+    /// serialization failure, as there). Afterwards `LAST_INSERT_ID()` is
+    /// the event's own id, which [`last_recorded_user`]
+    /// (Self::last_recorded_user) reads by.
+    pub async fn record_last_inserted(
+        conn: &mut AsyncMysqlConnection,
+        kind: EventKind,
+        event_time: NaiveDateTime,
+        request_id: &str,
+    ) -> QueryResult<()> {
+        let source = users::table.filter(users::id.eq(last_insert_id())).select((
+            kind.code().into_sql::<SmallInt>(),
+            users::id,
+            users::name,
+            users::create_time,
+            users::update_time,
+            users::revision,
+            event_time.into_sql::<Timestamp>(),
+            request_id.into_sql::<Text>(),
+        ));
+        let inserted = diesel::insert_into(user_events::table)
+            .values(source)
+            .into_columns(EVENT_COLUMNS)
+            .execute(conn)
+            .await?;
+        if inserted != 1 {
+            return Err(rolled_back_under_us(
+                "the user this transaction inserted is gone before its event",
+            ));
+        }
+        Ok(())
+    }
+
+    /// MySQL: the user whose event the connection inserted last
+    /// ([`record_last_inserted`](Self::record_last_inserted)), read from
+    /// `users` in this transaction; `None` if the event or the user is gone.
+    pub async fn last_recorded_user(conn: &mut AsyncMysqlConnection) -> QueryResult<Option<User>> {
+        user_events::table
+            .inner_join(users::table.on(users::id.eq(user_events::user_id)))
+            .filter(user_events::id.eq(last_insert_id()))
+            .select(User::as_select())
+            .first(conn)
+            .await
+            .optional()
     }
 
     /// PostgreSQL: the part of a data-modifying `WITH` that records the
@@ -539,6 +608,14 @@ fn runs(ids: &[i64]) -> Vec<(i64, i64)> {
         }
     }
     runs
+}
+
+/// The distinct `key`s of `users`, for an `IN` list.
+fn distinct<'u, K: Ord>(users: &'u [User], key: impl Fn(&'u User) -> K) -> Vec<K> {
+    let mut keys: Vec<K> = users.iter().map(key).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    keys
 }
 
 #[cfg(test)]
