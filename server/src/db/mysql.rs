@@ -172,6 +172,16 @@ pub async fn inserted_ids(conn: &mut AsyncMysqlConnection, count: usize) -> Quer
         .collect()
 }
 
+diesel::define_sql_function! {
+    /// `LAST_INSERT_ID()`: the first id the connection's last INSERT into
+    /// a table with an `AUTO_INCREMENT` column gave, per connection. Within
+    /// a statement it is the previous statement's (an `INSERT .. SELECT`
+    /// reads the id before its own rows take new ones), so the statements
+    /// after an insert can name its row without asking for the id first.
+    /// (MySQL's type is unsigned; ids fit BIGINT, and it is only compared.)
+    fn last_insert_id() -> BigInt;
+}
+
 /// The error for a transaction that finds its own writes gone: a Galera
 /// node rolled it back under it (a brute-force abort, for a conflicting
 /// write another node certified first) and the deadlock error (1213) that

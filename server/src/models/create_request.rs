@@ -6,10 +6,10 @@ use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::sql_types::{BigInt, Text, Timestamp};
-use diesel_async::{AsyncConnection, RunQueryDsl};
+use diesel_async::{AsyncConnection, AsyncMysqlConnection, RunQueryDsl};
 
 use super::{Event, EventKind, NewUser, User};
-use crate::db::{Tx, on_backend, schema::create_requests, written_row};
+use crate::db::{Tx, mysql::last_insert_id, on_backend, schema::create_requests, written_row};
 use crate::domain::{RequestId, UserName};
 
 /// A create remembered under its request id.
@@ -77,22 +77,7 @@ impl CreateRequest {
         call: &str,
     ) -> QueryResult<User> {
         if let Tx::Mysql(conn) = tx {
-            // The row is read back after the writes, which also tells that
-            // none was rolled back under the transaction (Galera).
-            let id = new_user.insert_without_returning(conn).await?;
-            let created = [(request_id, new_user.user_name(), id)];
-            Self::record_all(&mut Tx::Mysql(conn), &created, new_user.create_time()).await?;
-            let as_inserted = [new_user.as_inserted(id)];
-            let now = new_user.create_time();
-            Event::record(
-                &mut Tx::Mysql(conn),
-                EventKind::Created,
-                &as_inserted,
-                now,
-                call,
-            )
-            .await?;
-            return new_user.read_back(conn, id).await;
+            return new_user.create_on_mysql(conn, Some(request_id), call).await;
         }
         let user = new_user.insert(tx).await?;
         let created = [(request_id, new_user.user_name(), user.id)];
@@ -165,6 +150,27 @@ impl CreateRequest {
                 created.len()
             }
         };
+        Ok(())
+    }
+
+    /// MySQL: remembers that the create under `request_id` asking for
+    /// `name` made the user the connection inserted last
+    /// ([`last_insert_id`]), without asking for its id.
+    pub async fn record_last_inserted(
+        conn: &mut AsyncMysqlConnection,
+        request_id: &RequestId,
+        name: &UserName,
+        now: NaiveDateTime,
+    ) -> QueryResult<()> {
+        diesel::insert_into(create_requests::table)
+            .values((
+                create_requests::request_id.eq(request_id.as_str()),
+                create_requests::name.eq(name.as_str()),
+                create_requests::user_id.eq(last_insert_id()),
+                create_requests::create_time.eq(now),
+            ))
+            .execute(conn)
+            .await?;
         Ok(())
     }
 

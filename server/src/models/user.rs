@@ -7,15 +7,15 @@ use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::sql_types::{BigInt, Text, Timestamp};
 use diesel_async::{AsyncConnection, AsyncMysqlConnection, RunQueryDsl};
 
-use super::{Event, EventKind};
+use super::{CreateRequest, Event, EventKind};
 use crate::db::{
     Tx,
-    mysql::{inserted_ids, rolled_back_under_us},
+    mysql::{inserted_ids, last_insert_id, rolled_back_under_us},
     on_backend,
     schema::users,
     written_row,
 };
-use crate::domain::{After, Etag, NameMatch, OrderBy, SortField, UserId, UserName};
+use crate::domain::{After, Etag, NameMatch, OrderBy, RequestId, SortField, UserId, UserName};
 
 /// A stored user.
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
@@ -103,36 +103,36 @@ impl NewUser {
                 })
                 .await
             }
-            // The unit's own transaction, rolled back whole on any error (no
-            // savepoint: see `CreateRequest::create_user`). The row is read
-            // back after the last write, which tells that no write was
-            // rolled back under the transaction (Galera).
-            Tx::Mysql(conn) => {
-                let id = self.insert_without_returning(conn).await?;
-                let as_inserted = [self.as_inserted(id)];
-                let now = self.create_time;
-                Event::record(
-                    &mut Tx::Mysql(conn),
-                    EventKind::Created,
-                    &as_inserted,
-                    now,
-                    request_id,
-                )
-                .await?;
-                self.read_back(conn, id).await
-            }
+            Tx::Mysql(conn) => self.create_on_mysql(conn, None, request_id).await,
         }
     }
 
-    /// The row this user becomes when inserted as `id`.
-    pub fn as_inserted(&self, id: i64) -> User {
-        User {
-            id,
-            name: self.name.as_str().to_owned(),
-            create_time: self.create_time,
-            update_time: self.update_time,
-            revision: 1,
+    /// MySQL: [`create`](Self::create), also remembering `remembered` for
+    /// it if given ([`CreateRequest::create_user`]), in the unit's own
+    /// transaction, rolled back whole on any error (no savepoint: see
+    /// there). No RETURNING: each statement names the new row by
+    /// [`last_insert_id`] instead of asking for the id first. The row is
+    /// then read back through its event, after the last write, which tells
+    /// that no write was rolled back under the transaction (Galera,
+    /// [`rolled_back_under_us`]): three statements between BEGIN and
+    /// COMMIT, four with a request id.
+    pub async fn create_on_mysql(
+        &self,
+        conn: &mut AsyncMysqlConnection,
+        remembered: Option<&RequestId>,
+        call: &str,
+    ) -> QueryResult<User> {
+        diesel::insert_into(users::table)
+            .values(self.values())
+            .execute(conn)
+            .await?;
+        if let Some(request_id) = remembered {
+            CreateRequest::record_last_inserted(conn, request_id, &self.name, self.create_time)
+                .await?;
         }
+        Event::record_last_inserted(conn, EventKind::Created, self.create_time, call).await?;
+        let stored = Event::last_recorded_user(conn).await?;
+        self.as_stored(stored)
     }
 
     /// Stores the user and returns the stored row; records no event.
@@ -145,39 +145,26 @@ impl NewUser {
                 .await
                 .and_then(written_row)
         }, without_returning: |conn| {
-            let id = self.insert_without_returning(conn).await?;
-            self.read_back(conn, id).await
+            diesel::insert_into(users::table)
+                .values(self.values())
+                .execute(conn)
+                .await?;
+            let stored = users::table
+                .filter(users::id.eq(last_insert_id()))
+                .select(User::as_select())
+                .first(conn)
+                .await
+                .optional()?;
+            self.as_stored(stored)
         })
     }
 
-    /// MySQL: stores the user and returns the id it got, without reading
-    /// the row back ([`read_back`](Self::read_back) does, after the unit's
-    /// last write).
-    pub async fn insert_without_returning(
-        &self,
-        conn: &mut AsyncMysqlConnection,
-    ) -> QueryResult<i64> {
-        diesel::insert_into(users::table)
-            .values(self.values())
-            .execute(conn)
-            .await?;
-        Ok(inserted_ids(conn, 1).await?[0])
-    }
-
-    /// MySQL: the row this transaction stored as `id`, read back on the
-    /// same connection, in the unit's transaction: exactly the row it
-    /// wrote, unless the database rolled the transaction back without
-    /// saying so ([`rolled_back_under_us`]): then a serialization failure.
-    /// Read after the unit's last write, it also tells whether that write
-    /// stands.
-    pub async fn read_back(&self, conn: &mut AsyncMysqlConnection, id: i64) -> QueryResult<User> {
-        let row = users::table
-            .find(id)
-            .select(User::as_select())
-            .first(conn)
-            .await
-            .optional()?;
-        match row {
+    /// MySQL: `stored`, the row this transaction inserted for the user as
+    /// read back in it: exactly the row it wrote, unless the database
+    /// rolled the transaction back without saying so
+    /// ([`rolled_back_under_us`]): then a serialization failure.
+    fn as_stored(&self, stored: Option<User>) -> QueryResult<User> {
+        match stored {
             Some(user) if user.name == self.name() && user.create_time == self.create_time => {
                 Ok(user)
             }

@@ -7,7 +7,9 @@
 //!   connections and one writing, each statement on a blocking thread, [`sqlite`].
 //!
 //! On MySQL and SQLite the database is the users service's own (migrated by
-//! users-server), with replies as full as the service's. On PostgreSQL the
+//! users-server), with replies as full as the service's; on MySQL,
+//! `DIRECT_SCHEMA` (or argv[3]) `users-events` makes each create also insert
+//! its change event, in one transaction with the user. On PostgreSQL the
 //! schema is chosen (`DIRECT_SCHEMA`, or argv[3]):
 //! - `peer` (default): the Python peer's `peer_users (id, name)`; replies carry id and name.
 //! - `users`: the users service's own `users` table, so both servers can run on one
@@ -111,12 +113,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .nth(2)
         .or_else(|| std::env::var("DATABASE_URL").ok())
         .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/ceiling".to_string());
+    let schema = std::env::args().nth(3).or_else(|| std::env::var("DIRECT_SCHEMA").ok());
     if url.starts_with("mysql://") {
-        ceiling::serve(Direct(mysql::Mysql::open(&url).await?), addr).await?;
+        ceiling::serve(Direct(mysql::Mysql::open(&url, schema.as_deref()).await?), addr).await?;
     } else if let Some(path) = url.strip_prefix("sqlite://") {
         ceiling::serve(Direct(sqlite::Sqlite::open(path)?), addr).await?;
     } else {
-        let schema = std::env::args().nth(3).or_else(|| std::env::var("DIRECT_SCHEMA").ok());
         ceiling::serve(Direct(postgres::Postgres::open(&url, schema.as_deref()).await?), addr).await?;
     }
     Ok(())

@@ -1,10 +1,14 @@
 //! MySQL and MariaDB: mysql_async's pool, statements prepared once per
 //! connection (its statement cache). A create is one `INSERT ... RETURNING`
 //! (MariaDB 10.5 and later; MySQL has no RETURNING, so there it fails).
+//! With the `users-events` schema, a create also inserts its change event
+//! into `user_events`, in one transaction with the user (BEGIN, the two
+//! INSERTs, COMMIT): the least an outbox costs here, where no statement
+//! writes two tables.
 use ceiling::pb::User;
 use chrono::NaiveDateTime;
 use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts};
+use mysql_async::{Conn, Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts, TxOpts};
 use tonic::Status;
 
 use super::{db_err, naive_timestamp, Store, POOL_SIZE};
@@ -14,12 +18,24 @@ const FIND: &str = "SELECT id, name, create_time, update_time, revision FROM use
 const GET: &str = "SELECT id, name, create_time, update_time, revision FROM users WHERE id = ?";
 const CREATE: &str = "INSERT INTO users (name, create_time, update_time) VALUES (?, ?, ?) \
                       RETURNING id, name, create_time, update_time, revision";
+const CREATED_EVENT: &str = "INSERT INTO user_events \
+                             (kind, user_id, name, create_time, update_time, revision, event_time, request_id) \
+                             VALUES (1, ?, ?, ?, ?, ?, ?, '')";
 
-pub struct Mysql(Pool);
+pub struct Mysql {
+    pool: Pool,
+    /// Each create also writes its change event (`users-events`).
+    events: bool,
+}
 
 impl Mysql {
     /// Opens all connections and prepares the statements up front.
-    pub async fn open(url: &str) -> Result<Self, Box<dyn std::error::Error>> {
+    pub async fn open(url: &str, schema: Option<&str>) -> Result<Self, Box<dyn std::error::Error>> {
+        let events = match schema {
+            None | Some("users") => false,
+            Some("users-events") => true,
+            Some(other) => return Err(format!("DIRECT_SCHEMA: `users` or `users-events`, not {other:?}").into()),
+        };
         let constraints = PoolConstraints::new(POOL_SIZE, POOL_SIZE).ok_or("pool constraints")?;
         let opts = OptsBuilder::from_opts(Opts::from_url(url)?)
             .pool_opts(PoolOpts::default().with_constraints(constraints))
@@ -28,17 +44,17 @@ impl Mysql {
         let mut held = Vec::with_capacity(POOL_SIZE);
         for _ in 0..POOL_SIZE {
             let mut c = pool.get_conn().await?;
-            for sql in [FIND, GET, CREATE] {
+            for sql in [FIND, GET, CREATE, CREATED_EVENT] {
                 c.prep(sql).await?;
             }
             held.push(c);
         }
         drop(held);
-        Ok(Mysql(pool))
+        Ok(Mysql { pool, events })
     }
 
     async fn conn(&self) -> Result<Conn, Status> {
-        self.0.get_conn().await.map_err(db_err)
+        self.pool.get_conn().await.map_err(db_err)
     }
 }
 
@@ -70,7 +86,18 @@ impl Store for Mysql {
     async fn create(&self, name: String) -> Result<User, Status> {
         let mut c = self.conn().await?;
         let now = chrono::Utc::now().naive_utc();
-        let row: Option<UserRow> = c.exec_first(CREATE, (name, now, now)).await.map_err(db_err)?;
-        row.map(user).ok_or_else(|| Status::internal("INSERT ... RETURNING returned no row"))
+        if !self.events {
+            let row: Option<UserRow> = c.exec_first(CREATE, (name, now, now)).await.map_err(db_err)?;
+            return row.map(user).ok_or_else(|| Status::internal("INSERT ... RETURNING returned no row"));
+        }
+        let mut tx = c.start_transaction(TxOpts::default()).await.map_err(db_err)?;
+        let row: Option<UserRow> = tx.exec_first(CREATE, (name, now, now)).await.map_err(db_err)?;
+        let row = row.ok_or_else(|| Status::internal("INSERT ... RETURNING returned no row"))?;
+        let (id, name, create_time, update_time, revision) = &row;
+        tx.exec_drop(CREATED_EVENT, (id, name, create_time, update_time, revision, now))
+            .await
+            .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(user(row))
     }
 }
