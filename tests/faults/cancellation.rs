@@ -239,3 +239,106 @@ async fn session_states(app: &TestApp) -> BTreeMap<String, usize> {
     }
     states
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_reads_cut_short_mid_reply_leave_no_connection_that_answers_wrongly() {
+    reads_cut_short(Backend::Mysql).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_reads_cut_short_mid_reply_leave_no_connection_that_answers_wrongly() {
+    reads_cut_short(Backend::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_reads_cut_short_mid_reply_leave_no_connection_that_answers_wrongly() {
+    reads_cut_short(Backend::Sqlite).await;
+}
+
+/// Pages of 1,000 users: a reply long enough that a call dropped at a
+/// random point is often dropped while its rows are still arriving.
+const BULK: usize = 1000;
+/// Reads dropped at random points (times [`crate::soak`]).
+const DROPPED_READS: usize = 1500;
+
+/// FindUsers calls of 1,000 rows dropped by their callers at random
+/// points, beside GetUser calls that are not: every GetUser, during the
+/// storm and after it, answers with the user it asked for. (MySQL's
+/// driver left a dropped query's unread rows on its connection, back in
+/// the pool; the next call on it read them as its own reply.)
+async fn reads_cut_short(backend: Backend) {
+    let app = spawn_app_with(backend, |config| config.pool_size = 2).await;
+    let bulk = app
+        .client
+        .batch_create_users((0..BULK).map(|_| "bulk, a name long enough to fill the reply"))
+        .await
+        .unwrap();
+    let singles = app
+        .client
+        .batch_create_users((0..50).map(|i| format!("single-{i}")))
+        .await
+        .unwrap();
+    assert_eq!(bulk.len(), BULK);
+
+    let dropped = stream::iter(0..DROPPED_READS * crate::soak())
+        .map(|_| dropped_find(&app))
+        .buffer_unordered(6);
+    let checked = stream::iter(0..DROPPED_READS * crate::soak() / 3)
+        .map(|call| checked_get(&app, &singles[call % singles.len()]))
+        .buffer_unordered(2);
+    let (dropped, wrong): (Vec<bool>, Vec<Option<String>>) =
+        tokio::join!(dropped.collect(), checked.collect());
+    let cut_short = dropped.iter().filter(|finished| !**finished).count();
+    let wrong: Vec<String> = wrong.into_iter().flatten().collect();
+    println!(
+        "{backend:?}: {} FindUsers of {BULK} rows, {cut_short} dropped before their reply; \
+         {} checked GetUser calls beside them, {} answered wrongly",
+        dropped.len(),
+        dropped.len() / 3,
+        wrong.len()
+    );
+    assert!(cut_short > 0, "some reads were dropped");
+    assert!(
+        wrong.is_empty(),
+        "every GetUser answers with its own user: {:?}",
+        &wrong[..wrong.len().min(5)]
+    );
+    for user in &singles {
+        if let Some(wrong) = checked_get(&app, user).await {
+            panic!("after the drops, a GetUser answered wrongly: {wrong}");
+        }
+    }
+}
+
+/// A FindUsers of [`BULK`] rows, dropped after a random 0-20 ms; whether
+/// it finished first.
+async fn dropped_find(app: &TestApp) -> bool {
+    let after = Duration::from_micros(rand::rng().random_range(0..20_000));
+    let mut raw = app.client.raw();
+    let find = raw.find_users(pb::FindUsersRequest {
+        name: "bulk, a name long enough to fill the reply".to_owned(),
+        page_size: BULK as i32,
+        ..Default::default()
+    });
+    tokio::time::timeout(after, find).await.is_ok()
+}
+
+/// GetUser of `user`, not cancelled: `None` if the answer is the user,
+/// else what was wrong.
+async fn checked_get(app: &TestApp, user: &users_client::User) -> Option<String> {
+    let answer = app
+        .client
+        .raw()
+        .get_user(pb::GetUserRequest { id: user.id })
+        .await;
+    match answer.map(|response| response.into_inner().user) {
+        Ok(Some(got)) if got.id == user.id && got.name == user.name => None,
+        Ok(got) => Some(format!("GetUser({}) answered {got:?}", user.id)),
+        Err(status) => Some(format!(
+            "GetUser({}) failed: {:?} {}",
+            user.id,
+            status.code(),
+            status.message()
+        )),
+    }
+}

@@ -439,13 +439,19 @@ impl Database {
             } => run_postgres(pipelined, exclusive, boundary, work).await,
             Pools::Sqlite { readers, .. } => {
                 let mut conn = readers.get().await?;
-                Ok(match boundary {
-                    Boundary::Statement => work(Tx::Sqlite(&mut conn)).await?,
+                match boundary {
+                    // Cancel-safe: the statement runs to its end on a
+                    // blocking thread whether or not its reply is awaited.
+                    Boundary::Statement => Ok(work(Tx::Sqlite(&mut conn)).await?),
                     Boundary::Transaction => {
-                        conn.transaction(async move |conn| work(Tx::Sqlite(conn)).await)
-                            .await?
+                        // Cut short, the transaction may stay open.
+                        conn.lost_until_done();
+                        let result = conn
+                            .transaction(async move |conn| work(Tx::Sqlite(conn)).await)
+                            .await;
+                        conn.forget_if_lost(result.map_err(DbError::from))
                     }
-                })
+                }
             }
             Pools::Mysql(pool) => run_mysql(pool, boundary, work).await,
         }
@@ -518,6 +524,7 @@ async fn run_mysql<R: Send>(
     work: impl for<'c> UnitOfWork<'c, R>,
 ) -> Result<R, DbError> {
     let mut conn = pool.get().await?;
+    conn.lost_until_done();
     let result = match boundary {
         Boundary::Statement => work(Tx::Mysql(&mut conn)).await,
         Boundary::Transaction => {
@@ -548,6 +555,8 @@ async fn run_postgres<R: Send>(
         }
         Boundary::Transaction => {
             let mut conn = exclusive.get().await?;
+            // Cut short, the transaction may stay open (diesel-async#198).
+            conn.lost_until_done();
             let cancel = postgres::CancelOnDrop::new(conn.cancel_token());
             let result = conn
                 .transaction(async move |conn| work(Tx::Postgres(conn)).await)

@@ -149,12 +149,25 @@ pub struct Tracked<C> {
 }
 
 impl<C> Tracked<C> {
-    /// Passes `result` on; if it says the connection was lost, the pool
-    /// drops the connection instead of lending it again.
+    /// Counts the connection as lost until [`forget_if_lost`]
+    /// (Self::forget_if_lost) says otherwise: call it before a unit of
+    /// work. A unit cut short (its call cancelled: the deadline, or the
+    /// caller gone) never gets there, and the pool drops the connection
+    /// rather than lend it again with a reply half read or a transaction
+    /// open. MySQL's driver is not cancel-safe: a query dropped mid-reply
+    /// left the rest of it on the connection, and the next unit read it as
+    /// its own ("can't parse: buf doesn't have enough data", or another
+    /// query's rows: the change-event numberer found its cursor row
+    /// missing). Costs a new connection per cancelled unit.
+    pub fn lost_until_done(&mut self) {
+        self.lost = true;
+    }
+
+    /// Passes `result`, the end of a unit of work, on; if it says the
+    /// connection was lost, the pool drops the connection instead of
+    /// lending it again.
     pub fn forget_if_lost<R>(&mut self, result: Result<R, DbError>) -> Result<R, DbError> {
-        if result.as_ref().is_err_and(DbError::is_connection_lost) {
-            self.lost = true;
-        }
+        self.lost = result.as_ref().is_err_and(DbError::is_connection_lost);
         result
     }
 }
