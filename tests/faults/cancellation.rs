@@ -259,7 +259,7 @@ async fn sqlite_reads_cut_short_mid_reply_leave_no_connection_that_answers_wrong
 /// random point is often dropped while its rows are still arriving.
 const BULK: usize = 1000;
 /// Reads dropped at random points (times [`crate::soak`]).
-const DROPPED_READS: usize = 1500;
+const DROPPED_READS: usize = 600;
 
 /// FindUsers calls of 1,000 rows dropped by their callers at random
 /// points, beside GetUser calls that are not: every GetUser, during the

@@ -111,7 +111,9 @@ impl NewUser {
     /// it if given ([`CreateRequest::create_user`]), in the unit's own
     /// transaction, rolled back whole on any error (no savepoint: see
     /// there). No RETURNING: each statement names the new row by
-    /// [`last_insert_id`] instead of asking for the id first. The row is
+    /// [`last_insert_id`] instead of asking for the id first (the
+    /// remembered request has no AUTO_INCREMENT column, so inserting it
+    /// leaves `LAST_INSERT_ID()` the user's). The row is
     /// then read back through its event, after the last write, which tells
     /// that no write was rolled back under the transaction (Galera,
     /// [`rolled_back_under_us`]): three statements between BEGIN and
