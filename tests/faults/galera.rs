@@ -23,6 +23,8 @@ use futures_util::future::join_all;
 use rand::seq::SliceRandom;
 use tokio::task::{JoinHandle, block_in_place};
 use users_client::{UsersClient, pb};
+use users_server::db::Isolation;
+use users_server::db::mysql::{ServerWrites, WriteCheck, establish};
 use users_tests::GaleraCluster;
 
 use crate::{
@@ -733,6 +735,13 @@ async fn batches(client: &UsersClient, round: usize, report: &mut ConflictReport
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn galera_a_write_through_one_node_is_read_through_another_at_once() {
     let cluster = block_in_place(GaleraCluster::start);
+    // A node's writes read back what they wrote: a rollback under them
+    // can go unreported.
+    let server = ServerWrites::default();
+    establish(&cluster.node_url(0), Isolation::default(), &server)
+        .await
+        .unwrap();
+    assert_eq!(server.check(), WriteCheck::ReadBack);
     let first = ServerProcess::start(&cluster.node_url(0), &[]);
     let second = ServerProcess::start(&cluster.node_url(1), &[]);
     let (a, b) = (first.client().await, second.client().await);

@@ -103,7 +103,7 @@ impl Collector for PoolGauges {
                     count(writer.queued()),
                 )
             }
-            Pools::Mysql(pool) => {
+            Pools::Mysql { pool, .. } => {
                 let pool = pool.reading();
                 by_pool(&mut encoder, CONNECTIONS, &[("mysql", pool.open.into())])?;
                 by_pool(&mut encoder, IN_USE, &[("mysql", pool.in_use.into())])?;

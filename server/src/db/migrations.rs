@@ -67,9 +67,10 @@ pub async fn prepare(url: &DatabaseUrl, mode: Mode) -> Result<Vec<String>, Migra
             blocking(move || migrate(&mut AsyncMigrationHarness::new(conn), SQLITE, mode)).await
         }
         DatabaseUrl::Mysql(text) => {
-            let conn = mysql::establish(text, Isolation::default())
-                .await
-                .map_err(connect_error)?;
+            let conn =
+                mysql::establish(text, Isolation::default(), &mysql::ServerWrites::default())
+                    .await
+                    .map_err(connect_error)?;
             blocking(move || migrate(&mut AsyncMigrationHarness::new(conn), MYSQL, mode)).await
         }
     }

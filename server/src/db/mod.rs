@@ -70,8 +70,9 @@ pub enum Tx<'c> {
     PostgresPipelined(&'c mut &'c AsyncPgConnection),
     /// SQLite, a reader or the writer.
     Sqlite(&'c mut sqlite::Connection),
-    /// MySQL or MariaDB, a connection of this unit's own.
-    Mysql(&'c mut AsyncMysqlConnection),
+    /// MySQL or MariaDB, a connection of this unit's own, and how its
+    /// writes check what they wrote.
+    Mysql(&'c mut AsyncMysqlConnection, mysql::WriteCheck),
 }
 
 /// Runs `$body` with `$conn` bound to the concrete connection inside a
@@ -104,7 +105,7 @@ macro_rules! on_backend {
                 let $conn = &mut **$conn;
                 $body
             }
-            $crate::db::Tx::Mysql($mysql) => {
+            $crate::db::Tx::Mysql($mysql, _) => {
                 let $mysql = &mut **$mysql;
                 $mysql_body
             }
@@ -188,7 +189,11 @@ enum Pools {
         writer: SqliteWriter,
     },
     /// One connection per unit, statement or transaction.
-    Mysql(ConnectionPool<AsyncMysqlConnection>),
+    Mysql {
+        pool: ConnectionPool<AsyncMysqlConnection>,
+        /// What its server lets writes skip, learned as connections open.
+        server: Arc<mysql::ServerWrites>,
+    },
 }
 
 impl Database {
@@ -219,11 +224,15 @@ impl Database {
                     .map_err(DbOpenError::WriterThread)?;
                 Pools::Sqlite { readers, writer }
             }
-            DatabaseUrl::Mysql(text) => Pools::Mysql(ConnectionPool::new(
-                mysql_manager(text, options.isolation),
-                options,
-                true,
-            )),
+            DatabaseUrl::Mysql(text) => {
+                let server = Arc::new(mysql::ServerWrites::default());
+                let pool = ConnectionPool::new(
+                    mysql_manager(text, options.isolation, server.clone()),
+                    options,
+                    true,
+                );
+                Pools::Mysql { pool, server }
+            }
         };
         Ok(Self {
             pools,
@@ -453,7 +462,7 @@ impl Database {
                     }
                 }
             }
-            Pools::Mysql(pool) => run_mysql(pool, boundary, work).await,
+            Pools::Mysql { pool, server } => run_mysql(pool, server, boundary, work).await,
         }
     }
 
@@ -512,7 +521,9 @@ impl Database {
             Pools::Sqlite { writer, .. } => writer.run(boundary, work).await,
             // Always in a transaction: without RETURNING, a write that
             // returns its row takes a second statement to read it back.
-            Pools::Mysql(pool) => run_mysql(pool, Boundary::Transaction, work).await,
+            Pools::Mysql { pool, server } => {
+                run_mysql(pool, server, Boundary::Transaction, work).await
+            }
         }
     }
 }
@@ -520,15 +531,17 @@ impl Database {
 /// MySQL runs each unit on a pooled connection of its own.
 async fn run_mysql<R: Send>(
     pool: &ConnectionPool<AsyncMysqlConnection>,
+    server: &mysql::ServerWrites,
     boundary: Boundary,
     work: impl for<'c> UnitOfWork<'c, R>,
 ) -> Result<R, DbError> {
     let mut conn = pool.get().await?;
     conn.lost_until_done();
+    let check = server.check();
     let result = match boundary {
-        Boundary::Statement => work(Tx::Mysql(&mut conn)).await,
+        Boundary::Statement => work(Tx::Mysql(&mut conn, check)).await,
         Boundary::Transaction => {
-            conn.transaction(async move |conn| work(Tx::Mysql(conn)).await)
+            conn.transaction(async move |conn| work(Tx::Mysql(conn, check)).await)
                 .await
         }
     };
@@ -582,13 +595,18 @@ fn postgres_manager(
     AsyncDieselConnectionManager::new_with_config(url, config)
 }
 
-/// Pooled MySQL connections to `url`, set up by [`mysql::establish`].
+/// Pooled MySQL connections to `url`, set up by [`mysql::establish`], which
+/// notes in `server` what its server lets writes skip.
 fn mysql_manager(
     url: &str,
     isolation: Isolation,
+    server: Arc<mysql::ServerWrites>,
 ) -> AsyncDieselConnectionManager<AsyncMysqlConnection> {
     let mut config = ManagerConfig::default();
-    config.custom_setup = Box::new(move |url| mysql::establish(url, isolation).boxed());
+    config.custom_setup = Box::new(move |url| {
+        let server = server.clone();
+        async move { mysql::establish(url, isolation, &server).await }.boxed()
+    });
     config.recycling_method = RecyclingMethod::CustomFunction(Box::new(is_open));
     AsyncDieselConnectionManager::new_with_config(url, config)
 }

@@ -1,6 +1,8 @@
 //! MySQL and MariaDB connections: what every new connection must set before
-//! use, and the ids an INSERT gave its rows (there is no RETURNING).
+//! use, what its server lets writes skip ([`WriteCheck`]), and the ids an
+//! INSERT gave its rows where there is no RETURNING.
 
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use diesel::mysql::Mysql;
@@ -48,17 +50,22 @@ fn session_setup(isolation: Isolation) -> String {
 /// connections and `SET`, but refuses queries (1047, "WSREP has not yet
 /// prepared node for application use"): the `SELECT 1` of the set-up finds
 /// it out, and the next host is tried.
-pub async fn establish(url: &str, isolation: Isolation) -> ConnectionResult<AsyncMysqlConnection> {
+/// What the server lets writes skip is noted in `server`.
+pub async fn establish(
+    url: &str,
+    isolation: Isolation,
+    server: &ServerWrites,
+) -> ConnectionResult<AsyncMysqlConnection> {
     let hosts = hosts(url);
     if let [(_, only)] = &hosts[..] {
-        return establish_one(only, isolation, CONNECT_TIMEOUT).await;
+        return establish_one(only, isolation, CONNECT_TIMEOUT, server).await;
     }
     // A host that does not answer at all (a machine gone, not a refused
     // port) must not hold up the others for the whole timeout.
     let per_host = CONNECT_TIMEOUT / u32::try_from(hosts.len()).unwrap_or(u32::MAX);
     let mut failures = Vec::new();
     for (host, host_url) in hosts {
-        match establish_one(&host_url, isolation, per_host).await {
+        match establish_one(&host_url, isolation, per_host, server).await {
             Ok(conn) => return Ok(conn),
             Err(error) => failures.push(format!("{host}: {error}")),
         }
@@ -73,6 +80,7 @@ async fn establish_one(
     url: &str,
     isolation: Isolation,
     timeout: Duration,
+    server: &ServerWrites,
 ) -> ConnectionResult<AsyncMysqlConnection> {
     let mut conn = tokio::time::timeout(timeout, AsyncMysqlConnection::establish(url))
         .await
@@ -82,15 +90,109 @@ async fn establish_one(
     conn.batch_execute(&session_setup(isolation))
         .await
         .map_err(ConnectionError::CouldntSetupConfiguration)?;
-    if is_galera_node(&mut conn)
+    let traits = ServerTraits::of(&mut conn)
         .await
-        .map_err(ConnectionError::CouldntSetupConfiguration)?
-    {
+        .map_err(ConnectionError::CouldntSetupConfiguration)?;
+    if traits.galera {
         conn.batch_execute(GALERA_SETUP)
             .await
             .map_err(ConnectionError::CouldntSetupConfiguration)?;
     }
+    server.note(traits.writes());
     Ok(conn)
+}
+
+/// How a write on a MySQL-family server learns and checks what it wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum WriteCheck {
+    /// MariaDB 10.5 or later, not a Galera node: `INSERT .. RETURNING`
+    /// hands back the row, and a write that fails says so, so nothing
+    /// needs reading back.
+    Returning = 1,
+    /// MySQL (no RETURNING) or a Galera node (whose rollback of a
+    /// transaction can go unreported, [`rolled_back_under_us`]): rows are
+    /// named by [`last_insert_id`] and read back after the last write.
+    ReadBack = 2,
+}
+
+/// The [`WriteCheck`] every connection of a pool allows, learned as they
+/// open: [`WriteCheck::ReadBack`] as soon as one needs it (a pool's hosts
+/// are one kind of server in practice; if not, the stricter check holds
+/// for all).
+#[derive(Debug, Default)]
+pub struct ServerWrites(AtomicU8);
+
+impl ServerWrites {
+    fn note(&self, check: WriteCheck) {
+        self.0.fetch_max(check as u8, Ordering::Relaxed);
+    }
+
+    /// The check for a unit on one of the pool's connections (which has
+    /// been noted: it was opened first).
+    pub fn check(&self) -> WriteCheck {
+        if AtomicU8::load(&self.0, Ordering::Relaxed) == WriteCheck::Returning as u8 {
+            WriteCheck::Returning
+        } else {
+            WriteCheck::ReadBack
+        }
+    }
+}
+
+/// What a new connection's server is, from its variables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ServerTraits {
+    /// A node of a Galera cluster (`wsrep_on`; MySQL has no such variable).
+    galera: bool,
+    /// `INSERT .. RETURNING` (MariaDB 10.5 and later; MySQL has none).
+    returning: bool,
+}
+
+impl ServerTraits {
+    async fn of(conn: &mut AsyncMysqlConnection) -> QueryResult<Self> {
+        #[derive(QueryableByName)]
+        struct Variable {
+            #[diesel(sql_type = Text, column_name = "Variable_name")]
+            name: String,
+            #[diesel(sql_type = Text, column_name = "Value")]
+            value: String,
+        }
+        let rows: Vec<Variable> =
+            diesel::sql_query("SHOW VARIABLES WHERE Variable_name IN ('wsrep_on', 'version')")
+                .load(conn)
+                .await?;
+        let value = |name: &str| {
+            rows.iter()
+                .find(|row| row.name.eq_ignore_ascii_case(name))
+                .map(|row| row.value.as_str())
+        };
+        Ok(Self {
+            galera: value("wsrep_on").is_some_and(|on| on.eq_ignore_ascii_case("ON")),
+            returning: value("version").is_some_and(mariadb_with_returning),
+        })
+    }
+
+    fn writes(self) -> WriteCheck {
+        if self.returning && !self.galera {
+            WriteCheck::Returning
+        } else {
+            WriteCheck::ReadBack
+        }
+    }
+}
+
+/// Whether `version` (`@@version`: `10.11.6-MariaDB-0+deb12u1`, or with
+/// the replication prefix `5.5.5-10.11.6-MariaDB`) is a MariaDB that has
+/// `INSERT .. RETURNING` (10.5 and later).
+fn mariadb_with_returning(version: &str) -> bool {
+    let Some((number, _)) = version.split_once("-MariaDB") else {
+        return false;
+    };
+    let number = number.rsplit('-').next().unwrap_or(number);
+    let mut parts = number.split('.').map(str::parse::<u32>);
+    match (parts.next(), parts.next()) {
+        (Some(Ok(major)), Some(Ok(minor))) => (major, minor) >= (10, 5),
+        _ => false,
+    }
 }
 
 /// On a Galera node: reads, updates and deletes first wait until the node
@@ -103,20 +205,6 @@ async fn establish_one(
 /// request id already taken elsewhere fails at certification, and the
 /// unit runs again.
 const GALERA_SETUP: &str = "SET SESSION wsrep_sync_wait = 3;";
-
-/// Whether the server is a node of a Galera cluster (`wsrep_on`). MySQL
-/// has no such variable: the answer is then no row.
-async fn is_galera_node(conn: &mut AsyncMysqlConnection) -> QueryResult<bool> {
-    #[derive(QueryableByName)]
-    struct Variable {
-        #[diesel(sql_type = Text, column_name = "Value")]
-        value: String,
-    }
-    let rows: Vec<Variable> = diesel::sql_query("SHOW VARIABLES LIKE 'wsrep_on'")
-        .load(conn)
-        .await?;
-    Ok(rows.iter().any(|row| row.value.eq_ignore_ascii_case("ON")))
-}
 
 /// The hosts of a `mysql://` URL, each with the URL of that host alone:
 /// `mysql://u:p@h1:3306,h2:3307/db?x` names `h1:3306` and `h2:3307` (the
@@ -222,6 +310,46 @@ impl QueryFragment<Mysql> for InsertedIds {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn returning_is_mariadb_from_10_5() {
+        assert!(mariadb_with_returning("10.11.6-MariaDB-0+deb12u1"));
+        assert!(mariadb_with_returning("5.5.5-10.5.0-MariaDB"));
+        assert!(mariadb_with_returning("11.4.2-MariaDB-log"));
+        assert!(!mariadb_with_returning("10.4.32-MariaDB"));
+        assert!(!mariadb_with_returning("8.0.35"));
+        assert!(!mariadb_with_returning("8.4.0-0ubuntu0.24.04.1"));
+    }
+
+    #[test]
+    fn a_galera_node_reads_back_whatever_its_version() {
+        let node = ServerTraits {
+            galera: true,
+            returning: true,
+        };
+        assert_eq!(node.writes(), WriteCheck::ReadBack);
+        let mysql = ServerTraits {
+            galera: false,
+            returning: false,
+        };
+        assert_eq!(mysql.writes(), WriteCheck::ReadBack);
+        let mariadb = ServerTraits {
+            galera: false,
+            returning: true,
+        };
+        assert_eq!(mariadb.writes(), WriteCheck::Returning);
+    }
+
+    #[test]
+    fn one_connection_that_needs_a_read_back_makes_the_pool_read_back() {
+        let server = ServerWrites::default();
+        assert_eq!(server.check(), WriteCheck::ReadBack, "nothing known yet");
+        server.note(WriteCheck::Returning);
+        assert_eq!(server.check(), WriteCheck::Returning);
+        server.note(WriteCheck::ReadBack);
+        server.note(WriteCheck::Returning);
+        assert_eq!(server.check(), WriteCheck::ReadBack);
+    }
 
     #[test]
     fn the_inserted_ids_query_is_one_diesel_keeps_prepared() {

@@ -62,8 +62,10 @@ impl CreateRequest {
             // the savepoint is gone too, and diesel reports the failed
             // ROLLBACK TO SAVEPOINT instead of the conflict, which is then
             // not run again.)
-            Tx::Mysql(conn) => {
-                Self::insert_and_record(&mut Tx::Mysql(conn), new_user, request_id, call).await
+            Tx::Mysql(conn, check) => {
+                new_user
+                    .create_on_mysql(conn, *check, Some(request_id), call)
+                    .await
             }
         }
     }
@@ -76,9 +78,6 @@ impl CreateRequest {
         request_id: &RequestId,
         call: &str,
     ) -> QueryResult<User> {
-        if let Tx::Mysql(conn) = tx {
-            return new_user.create_on_mysql(conn, Some(request_id), call).await;
-        }
         let user = new_user.insert(tx).await?;
         let created = [(request_id, new_user.user_name(), user.id)];
         Self::record_all(tx, &created, user.create_time).await?;
@@ -140,7 +139,7 @@ impl CreateRequest {
         match tx {
             Tx::Postgres(conn) => insert.values(rows).execute(&mut **conn).await?,
             Tx::PostgresPipelined(conn) => insert.values(rows).execute(&mut **conn).await?,
-            Tx::Mysql(conn) => insert.values(rows).execute(&mut **conn).await?,
+            Tx::Mysql(conn, _) => insert.values(rows).execute(&mut **conn).await?,
             // diesel has no multi-row INSERT for SQLite (it lacks DEFAULT);
             // in-process, a row at a time costs little.
             Tx::Sqlite(conn) => {

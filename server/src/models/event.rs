@@ -38,7 +38,7 @@ use diesel::sql_types::{BigInt, SmallInt, Text, Timestamp};
 use super::User;
 use crate::db::{
     Tx,
-    mysql::{last_insert_id, rolled_back_under_us},
+    mysql::{WriteCheck, last_insert_id, rolled_back_under_us},
     on_backend,
     schema::{user_event_cursors, user_events, users},
 };
@@ -188,7 +188,7 @@ impl Event {
         }
         // MySQL: the event is a write, and a rollback under it would go
         // unreported (see above): make sure the users are still as written.
-        if let Tx::Mysql(conn) = tx {
+        if let Tx::Mysql(conn, WriteCheck::ReadBack) = tx {
             let still: i64 = users::table
                 .filter(as_written)
                 .count()
@@ -200,6 +200,37 @@ impl Event {
                 ));
             }
         }
+        Ok(())
+    }
+
+    /// Records that the write running in `tx` did `kind` to `user`, as it
+    /// wrote it: one INSERT of the values given. Only for a backend that
+    /// reports every write that failed (MariaDB outside Galera:
+    /// [`WriteCheck::Returning`]); where a rollback can go unreported,
+    /// [`record`](Self::record) copies the row instead.
+    pub async fn record_as_written(
+        tx: &mut Tx<'_>,
+        kind: EventKind,
+        user: &User,
+        event_time: NaiveDateTime,
+        request_id: &str,
+    ) -> QueryResult<()> {
+        let row = (
+            user_events::kind.eq(kind.code()),
+            user_events::user_id.eq(user.id),
+            user_events::name.eq(user.name.as_str()),
+            user_events::create_time.eq(user.create_time),
+            user_events::update_time.eq(user.update_time),
+            user_events::revision.eq(user.revision),
+            user_events::event_time.eq(event_time),
+            user_events::request_id.eq(request_id),
+        );
+        on_backend!(tx, |conn| {
+            diesel::insert_into(user_events::table)
+                .values(row)
+                .execute(conn)
+                .await
+        })?;
         Ok(())
     }
 
@@ -278,7 +309,7 @@ impl Event {
     /// cheap look before [`sequence_committed`](Self::sequence_committed)
     /// takes its lock.
     pub async fn numbering(tx: &mut Tx<'_>) -> QueryResult<(i64, bool)> {
-        if !matches!(tx, Tx::Mysql(_)) {
+        if !matches!(tx, Tx::Mysql(..)) {
             return Ok((Self::sequenced(tx).await?, false));
         }
         let unnumbered =
@@ -307,7 +338,7 @@ impl Event {
     /// still in flight). Every id of a run was read, so no other row can
     /// take a number in between.
     pub async fn sequence_committed(tx: &mut Tx<'_>, limit: i64) -> QueryResult<i64> {
-        if !matches!(tx, Tx::Mysql(_)) {
+        if !matches!(tx, Tx::Mysql(..)) {
             return Self::sequenced(tx).await;
         }
         // An UPDATE locks the cursor row until the commit.
@@ -360,7 +391,7 @@ impl Event {
         match tx {
             Tx::Postgres(conn) => query.get_result(&mut **conn).await.map(Some),
             Tx::PostgresPipelined(conn) => query.get_result(&mut **conn).await.map(Some),
-            Tx::Sqlite(_) | Tx::Mysql(_) => Ok(None),
+            Tx::Sqlite(_) | Tx::Mysql(..) => Ok(None),
         }
     }
 
@@ -386,7 +417,7 @@ impl Event {
                 .get_result(&mut **conn)
                 .await
             }
-            Tx::Mysql(_) => Self::cursor(tx, SEQUENCED).await,
+            Tx::Mysql(..) => Self::cursor(tx, SEQUENCED).await,
         }
     }
 

@@ -1,6 +1,7 @@
 //! The `users` table.
 
 use chrono::{NaiveDateTime, SubsecRound, Utc};
+use diesel::mysql::Mysql;
 use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
@@ -10,7 +11,7 @@ use diesel_async::{AsyncConnection, AsyncMysqlConnection, RunQueryDsl};
 use super::{CreateRequest, Event, EventKind};
 use crate::db::{
     Tx,
-    mysql::{inserted_ids, last_insert_id, rolled_back_under_us},
+    mysql::{WriteCheck, inserted_ids, last_insert_id, rolled_back_under_us},
     on_backend,
     schema::users,
     written_row,
@@ -103,27 +104,51 @@ impl NewUser {
                 })
                 .await
             }
-            Tx::Mysql(conn) => self.create_on_mysql(conn, None, request_id).await,
+            Tx::Mysql(conn, check) => self.create_on_mysql(conn, *check, None, request_id).await,
         }
     }
 
     /// MySQL: [`create`](Self::create), also remembering `remembered` for
     /// it if given ([`CreateRequest::create_user`]), in the unit's own
     /// transaction, rolled back whole on any error (no savepoint: see
-    /// there). No RETURNING: each statement names the new row by
-    /// [`last_insert_id`] instead of asking for the id first (the
-    /// remembered request has no AUTO_INCREMENT column, so inserting it
-    /// leaves `LAST_INSERT_ID()` the user's). The row is
-    /// then read back through its event, after the last write, which tells
-    /// that no write was rolled back under the transaction (Galera,
-    /// [`rolled_back_under_us`]): three statements between BEGIN and
-    /// COMMIT, four with a request id.
+    /// there).
+    ///
+    /// On MariaDB outside Galera ([`WriteCheck::Returning`]) the insert
+    /// returns the row and the event is inserted as written: BEGIN, two
+    /// INSERTs, COMMIT (three with a request id), no more than the least an
+    /// outbox takes where no statement writes two tables.
+    ///
+    /// Elsewhere ([`WriteCheck::ReadBack`]) there is no RETURNING: each
+    /// statement names the new row by [`last_insert_id`] instead of asking
+    /// for the id first (the remembered request has no AUTO_INCREMENT
+    /// column, so inserting it leaves `LAST_INSERT_ID()` the user's), the
+    /// event is copied from the row, and the row is then read back through
+    /// its event, after the last write, which tells that no write was
+    /// rolled back under the transaction ([`rolled_back_under_us`]): three
+    /// statements between BEGIN and COMMIT, four with a request id.
     pub async fn create_on_mysql(
         &self,
         conn: &mut AsyncMysqlConnection,
+        check: WriteCheck,
         remembered: Option<&RequestId>,
         call: &str,
     ) -> QueryResult<User> {
+        if check == WriteCheck::Returning {
+            let user = InsertReturning {
+                name: self.name(),
+                now: self.create_time,
+            }
+            .get_result::<User>(conn)
+            .await?;
+            let mut tx = Tx::Mysql(conn, check);
+            if let Some(request_id) = remembered {
+                let created = [(request_id, self.user_name(), user.id)];
+                CreateRequest::record_all(&mut tx, &created, user.create_time).await?;
+            }
+            Event::record_as_written(&mut tx, EventKind::Created, &user, user.create_time, call)
+                .await?;
+            return self.as_stored(Some(user));
+        }
         diesel::insert_into(users::table)
             .values(self.values())
             .execute(conn)
@@ -204,7 +229,7 @@ impl NewUser {
                     .load(&mut **conn)
                     .await?
             }
-            Tx::Mysql(conn) => {
+            Tx::Mysql(conn, _) => {
                 insert.execute(&mut **conn).await?;
                 let ids = inserted_ids(conn, new_users.len()).await?;
                 let users = users::table
@@ -246,7 +271,7 @@ impl NewUser {
     /// back under it without an error ([`rolled_back_under_us`]). Other
     /// backends report every rollback: nothing to check.
     pub async fn confirm_stored(tx: &mut Tx<'_>, users: &[User]) -> QueryResult<()> {
-        let Tx::Mysql(conn) = tx else {
+        let Tx::Mysql(conn, WriteCheck::ReadBack) = tx else {
             return Ok(());
         };
         if users.is_empty() {
@@ -447,7 +472,7 @@ impl User {
                     .first(&mut **conn)
                     .await
             }
-            Tx::Mysql(conn) => {
+            Tx::Mysql(conn, _) => {
                 row.select(User::as_select())
                     .for_update()
                     .first(&mut **conn)
@@ -481,7 +506,7 @@ impl User {
         })?;
         // MySQL: as the writes that read their rows back, make sure the
         // delete stands ([`rolled_back_under_us`]).
-        if let Tx::Mysql(conn) = tx {
+        if let Tx::Mysql(conn, WriteCheck::ReadBack) = tx {
             let still_there: bool =
                 diesel::select(diesel::dsl::exists(users::table.find(id.get())))
                     .get_result(&mut **conn)
@@ -578,6 +603,37 @@ impl User {
             };
             query.load(conn).await
         })
+    }
+}
+
+/// MariaDB's insert of one user that returns its row ([`WriteCheck::Returning`]),
+/// which diesel does not build for MySQL. A query type of its own, rather
+/// than `sql_query`, so that diesel keeps it prepared.
+#[derive(Debug, Clone, Copy)]
+struct InsertReturning<'a> {
+    name: &'a str,
+    now: NaiveDateTime,
+}
+
+impl QueryId for InsertReturning<'_> {
+    type QueryId = InsertReturning<'static>;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl Query for InsertReturning<'_> {
+    type SqlType = (BigInt, Text, Timestamp, Timestamp, BigInt);
+}
+
+impl QueryFragment<Mysql> for InsertReturning<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Mysql>) -> QueryResult<()> {
+        out.push_sql("INSERT INTO users (name, create_time, update_time) VALUES (");
+        out.push_bind_param::<Text, _>(self.name)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Timestamp, _>(&self.now)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Timestamp, _>(&self.now)?;
+        out.push_sql(") RETURNING id, name, create_time, update_time, revision");
+        Ok(())
     }
 }
 
