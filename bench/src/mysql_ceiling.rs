@@ -3,16 +3,17 @@
 //!
 //! Why this is the ceiling of users-server on MySQL:
 //! - the same statements: the exact SQL text diesel sends for each RPC on
-//!   MySQL (the tests below build the server's queries with diesel and
-//!   compare), with the same binds, in the same transactions. MySQL has no
-//!   RETURNING, so a create is, as users-server runs it (`NewUser::insert`'s
-//!   `without_returning` body, `db::inserted_ids`, and every MySQL write in
-//!   a transaction): BEGIN; INSERT; SELECT LAST_INSERT_ID(),
-//!   @@auto_increment_increment; SELECT the row by that id; COMMIT. With a
-//!   request id (`CreateRequest::create_user`), inside the same transaction
-//!   a savepoint around the insert, the read-back and the INSERT into
-//!   create_requests. FindUsers is one SELECT with LIMIT page + 1, GetUser
-//!   one SELECT by id, each autocommitted;
+//!   MariaDB (the tests below build the server's queries with diesel and
+//!   compare), with the same binds, in the same transactions. A create is,
+//!   as users-server runs it on a MariaDB 10.5+ that is no Galera node
+//!   (`NewUser::create_on_mysql` with `WriteCheck::Returning`): BEGIN;
+//!   `INSERT .. RETURNING` the user; with a request id
+//!   (`CreateRequest::create_user`) the INSERT into create_requests; the
+//!   INSERT of its change event into user_events; COMMIT. (The server's
+//!   numbering of the events afterwards, in the background, is not part
+//!   of it. A Galera node or MySQL, where the server reads the row back,
+//!   is not what this measures.) FindUsers is one SELECT with LIMIT
+//!   page + 1, GetUser one SELECT by id, each autocommitted;
 //! - the same sessions: every connection is set up as users-server sets up
 //!   its own (diesel-async's set-up queries, then `db::mysql`'s: UTC, strict
 //!   SQL mode, READ COMMITTED, the server's default `--isolation`);
@@ -110,11 +111,13 @@ const FIND_PREFIX: &str = concat!(
 );
 /// GetUser, and a create's read-back: `users::table.find(id).first()`.
 const GET: &str = concat!(user_columns!(), " WHERE (`users`.`id` = ?) LIMIT ?");
-/// `NewUser::insert` without RETURNING.
-const INSERT_USER: &str =
-    "INSERT INTO `users` (`name`, `create_time`, `update_time`) VALUES (?, ?, ?)";
-/// `db::inserted_ids`: the id the insert took.
-const INSERTED_IDS: &str = "SELECT LAST_INSERT_ID(), @@auto_increment_increment";
+/// `NewUser::insert_returning`.
+const INSERT_USER: &str = "INSERT INTO users (name, create_time, update_time) VALUES (?, ?, ?) \
+                           RETURNING id, name, create_time, update_time, revision";
+/// `Event::record_as_written`: a create's change event.
+const INSERT_EVENT: &str = "INSERT INTO `user_events` (`kind`, `user_id`, `name`, \
+                            `create_time`, `update_time`, `revision`, `event_time`, \
+                            `request_id`) VALUES (?, ?, ?, ?, ?, ?, ?, ?)";
 /// `CreateRequest::record_all`, for one request id.
 const INSERT_REQUEST: &str = "INSERT INTO `create_requests` (`request_id`, `name`, `user_id`, \
                               `create_time`) VALUES (?, ?, ?, ?)";
@@ -130,8 +133,8 @@ struct Statements {
     find_prefix: Statement,
     get: Statement,
     insert_user: Statement,
-    inserted_ids: Statement,
     insert_request: Statement,
+    insert_event: Statement,
 }
 
 impl Statements {
@@ -141,8 +144,8 @@ impl Statements {
             find_prefix: conn.prep(FIND_PREFIX).await?,
             get: conn.prep(GET).await?,
             insert_user: conn.prep(INSERT_USER).await?,
-            inserted_ids: conn.prep(INSERTED_IDS).await?,
             insert_request: conn.prep(INSERT_REQUEST).await?,
+            insert_event: conn.prep(INSERT_EVENT).await?,
         })
     }
 }
@@ -350,37 +353,51 @@ async fn call(conn: &mut Conn, statements: &Statements, run: &Run) -> Result<(),
     }
 }
 
-/// A create inside the open transaction: the user, read back by the id it
-/// took, and with a request id, the request id recorded, in a savepoint as
-/// the server's nested transaction makes it.
+/// A create inside the open transaction: the user, returned by its
+/// insert, with a request id the request id recorded, then its change
+/// event, tagged with the call's request id (the server makes one up for
+/// a call that brings none).
 async fn create(
     conn: &mut Conn,
     statements: &Statements,
     name: &str,
     request_id: Option<&str>,
 ) -> Result<(), Failure> {
-    if request_id.is_some() {
-        conn.query_drop("SAVEPOINT diesel_savepoint_1").await?;
-    }
     // The server's clock: UTC, to the microsecond.
     let now = datetime(users_server::models::now());
-    conn.exec_drop(&statements.insert_user, (name, now.clone(), now.clone()))
-        .await?;
-    let (id, _step): (u64, u64) = conn
-        .exec_first(&statements.inserted_ids, ())
+    let row: Row = conn
+        .exec_first(&statements.insert_user, (name, now.clone(), now.clone()))
         .await?
         .ok_or(Failure::WrongResult)?;
-    let id = i64::try_from(id).map_err(|_| Failure::WrongResult)?;
-    let rows: Vec<Row> = conn.exec(&statements.get, (id, 1_i64)).await?;
-    if rows.len() != 1 {
+    let (Some(id), Some(revision)) = (row.get::<i64, _>(0), row.get::<i64, _>(4)) else {
         return Err(Failure::WrongResult);
-    }
-    if let Some(request_id) = request_id {
-        conn.exec_drop(&statements.insert_request, (request_id, name, id, now))
+    };
+    let call = match request_id {
+        Some(request_id) => {
+            conn.exec_drop(
+                &statements.insert_request,
+                (request_id, name, id, now.clone()),
+            )
             .await?;
-        conn.query_drop("RELEASE SAVEPOINT diesel_savepoint_1")
-            .await?;
-    }
+            request_id.to_owned()
+        }
+        None => uuid::Uuid::new_v4().to_string(),
+    };
+    let created = users_server::models::EventKind::Created.code();
+    conn.exec_drop(
+        &statements.insert_event,
+        (
+            created,
+            id,
+            name,
+            now.clone(),
+            now.clone(),
+            revision,
+            now,
+            call,
+        ),
+    )
+    .await?;
     Ok(())
 }
 
@@ -417,8 +434,9 @@ mod tests {
     use diesel::mysql::{Mysql, MysqlQueryBuilder};
     use diesel::prelude::*;
     use diesel::query_builder::{QueryBuilder, QueryFragment};
-    use users_server::db::schema::{create_requests, users};
-    use users_server::models::User;
+    use users_server::db::schema::{create_requests, user_events, users};
+    use users_server::domain::UserName;
+    use users_server::models::{NewUser, User};
 
     use super::*;
 
@@ -451,12 +469,20 @@ mod tests {
             .filter(users::name.lt("user-0002"))
             .order(users::id.asc());
         let get = users::table.find(1_i64).select(User::as_select()).limit(1);
-        let insert_user = diesel::insert_into(users::table).values((
-            users::name.eq("bench-1"),
-            users::create_time.eq(now),
-            users::update_time.eq(now),
+        let name = UserName::parse("name", "bench-1".into()).unwrap();
+        let new_user = NewUser::new(name, now);
+        let insert_user = new_user.insert_returning();
+        // As `Event::record_as_written` builds it.
+        let insert_event = diesel::insert_into(user_events::table).values((
+            user_events::kind.eq(1_i16),
+            user_events::user_id.eq(1_i64),
+            user_events::name.eq("bench-1"),
+            user_events::create_time.eq(now),
+            user_events::update_time.eq(now),
+            user_events::revision.eq(1_i64),
+            user_events::event_time.eq(now),
+            user_events::request_id.eq("r"),
         ));
-        let inserted_ids = users_server::db::mysql::InsertedIds;
         // One request id: a single-row INSERT (`CreateRequest::record_all`).
         let insert_request = diesel::insert_into(create_requests::table).values((
             create_requests::request_id.eq("r"),
@@ -468,9 +494,8 @@ mod tests {
         assert_eq!(sql_of(&find_prefix), (FIND_PREFIX.to_owned(), true));
         assert_eq!(sql_of(&get), (GET.to_owned(), true));
         assert_eq!(sql_of(&insert_user), (INSERT_USER.to_owned(), true));
-        // Prepared once per connection by diesel too, as by the ceiling.
-        assert_eq!(sql_of(&inserted_ids), (INSERTED_IDS.to_owned(), true));
         assert_eq!(sql_of(&insert_request), (INSERT_REQUEST.to_owned(), true));
+        assert_eq!(sql_of(&insert_event), (INSERT_EVENT.to_owned(), true));
     }
 
     #[test]

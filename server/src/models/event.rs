@@ -186,8 +186,9 @@ impl Event {
                 "the users this transaction wrote are not as it wrote them",
             ));
         }
-        // MySQL: the event is a write, and a rollback under it would go
-        // unreported (see above): make sure the users are still as written.
+        // A Galera node (or MySQL, checked alike): the event is a write, and
+        // a rollback under it would go unreported (see above): make sure the
+        // users are still as written.
         if let Tx::Mysql(conn, WriteCheck::ReadBack) = tx {
             let still: i64 = users::table
                 .filter(as_written)

@@ -8,4 +8,4 @@ mod user;
 
 pub use create_request::CreateRequest;
 pub use event::{Event, EventKind, Kept, PUBLISHED};
-pub use user::{NewUser, User, Written, now};
+pub use user::{InsertReturning, NewUser, User, Written, now};

@@ -134,12 +134,7 @@ impl NewUser {
         call: &str,
     ) -> QueryResult<User> {
         if check == WriteCheck::Returning {
-            let user = InsertReturning {
-                name: self.name(),
-                now: self.create_time,
-            }
-            .get_result::<User>(conn)
-            .await?;
+            let user = self.insert_returning().get_result::<User>(conn).await?;
             let mut tx = Tx::Mysql(conn, check);
             if let Some(request_id) = remembered {
                 let created = [(request_id, self.user_name(), user.id)];
@@ -160,6 +155,15 @@ impl NewUser {
         Event::record_last_inserted(conn, EventKind::Created, self.create_time, call).await?;
         let stored = Event::last_recorded_user(conn).await?;
         self.as_stored(stored)
+    }
+
+    /// MariaDB: the INSERT that stores the user and returns its row
+    /// ([`WriteCheck::Returning`]).
+    pub fn insert_returning(&self) -> InsertReturning<'_> {
+        InsertReturning {
+            name: self.name(),
+            now: self.create_time,
+        }
     }
 
     /// Stores the user and returns the stored row; records no event.
@@ -268,8 +272,9 @@ impl NewUser {
     /// MySQL: fails with a serialization failure unless every one of
     /// `users`, inserted by this transaction, is still there. Run after the
     /// unit's last write, it tells that no write of the unit was rolled
-    /// back under it without an error ([`rolled_back_under_us`]). Other
-    /// backends report every rollback: nothing to check.
+    /// back under it without an error ([`rolled_back_under_us`]): on a
+    /// Galera node, and on MySQL, checked alike ([`WriteCheck::ReadBack`]).
+    /// Other servers report every rollback: nothing to check.
     pub async fn confirm_stored(tx: &mut Tx<'_>, users: &[User]) -> QueryResult<()> {
         let Tx::Mysql(conn, WriteCheck::ReadBack) = tx else {
             return Ok(());
@@ -504,8 +509,9 @@ impl User {
             .execute(conn)
             .await
         })?;
-        // MySQL: as the writes that read their rows back, make sure the
-        // delete stands ([`rolled_back_under_us`]).
+        // A Galera node (or MySQL, checked alike): as the writes that read
+        // their rows back, make sure the delete stands
+        // ([`rolled_back_under_us`]).
         if let Tx::Mysql(conn, WriteCheck::ReadBack) = tx {
             let still_there: bool =
                 diesel::select(diesel::dsl::exists(users::table.find(id.get())))
@@ -610,7 +616,7 @@ impl User {
 /// which diesel does not build for MySQL. A query type of its own, rather
 /// than `sql_query`, so that diesel keeps it prepared.
 #[derive(Debug, Clone, Copy)]
-struct InsertReturning<'a> {
+pub struct InsertReturning<'a> {
     name: &'a str,
     now: NaiveDateTime,
 }
