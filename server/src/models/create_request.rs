@@ -5,9 +5,10 @@ use chrono::NaiveDateTime;
 use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
-use diesel::sql_types::{BigInt, Text, Timestamp};
+use diesel::sql_types::Text;
 use diesel_async::{AsyncConnection, AsyncMysqlConnection, RunQueryDsl};
 
+use super::user::{ReturnedUser, push_insert_returning};
 use super::{Event, EventKind, NewUser, User};
 use crate::db::{Tx, mysql::last_insert_id, on_backend, schema::create_requests, written_row};
 use crate::domain::{RequestId, UserName};
@@ -213,21 +214,15 @@ impl QueryId for CreateRemembered<'_> {
 }
 
 impl Query for CreateRemembered<'_> {
-    type SqlType = (BigInt, Text, Timestamp, Timestamp, BigInt);
+    type SqlType = ReturnedUser;
 }
 
 impl QueryFragment<Pg> for CreateRemembered<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql("WITH new_user AS (");
+        push_insert_returning(&mut out, self.name, &self.now)?;
         out.push_sql(
-            "WITH new_user AS (INSERT INTO users (name, create_time, update_time) VALUES (",
-        );
-        out.push_bind_param::<Text, _>(self.name)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Timestamp, _>(&self.now)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Timestamp, _>(&self.now)?;
-        out.push_sql(
-            ") RETURNING id, name, create_time, update_time, revision), \
+            "), \
              remembered AS (INSERT INTO create_requests (request_id, name, user_id, create_time) \
              SELECT ",
         );

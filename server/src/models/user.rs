@@ -1,10 +1,13 @@
 //! The `users` table.
 
 use chrono::{NaiveDateTime, SubsecRound, Utc};
+use diesel::backend::Backend;
 use diesel::mysql::Mysql;
 use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
+use diesel::serialize::ToSql;
+use diesel::sql_types::HasSqlType;
 use diesel::sql_types::{BigInt, Text, Timestamp};
 use diesel_async::{AsyncConnection, AsyncMysqlConnection, RunQueryDsl};
 
@@ -627,20 +630,38 @@ impl QueryId for InsertReturning<'_> {
 }
 
 impl Query for InsertReturning<'_> {
-    type SqlType = (BigInt, Text, Timestamp, Timestamp, BigInt);
+    type SqlType = ReturnedUser;
 }
 
 impl QueryFragment<Mysql> for InsertReturning<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Mysql>) -> QueryResult<()> {
-        out.push_sql("INSERT INTO users (name, create_time, update_time) VALUES (");
-        out.push_bind_param::<Text, _>(self.name)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Timestamp, _>(&self.now)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Timestamp, _>(&self.now)?;
-        out.push_sql(") RETURNING id, name, create_time, update_time, revision");
-        Ok(())
+        push_insert_returning(&mut out, self.name, &self.now)
     }
+}
+
+/// The SQL type of the user row the hand-written creates return.
+pub(super) type ReturnedUser = (BigInt, Text, Timestamp, Timestamp, BigInt);
+
+/// `INSERT INTO users .. RETURNING` the row as [`ReturnedUser`]: the insert
+/// every hand-written create starts with (PostgreSQL's inside a `WITH`).
+pub(super) fn push_insert_returning<'b, DB>(
+    out: &mut AstPass<'_, 'b, DB>,
+    name: &'b str,
+    now: &'b NaiveDateTime,
+) -> QueryResult<()>
+where
+    DB: Backend + HasSqlType<Text> + HasSqlType<Timestamp>,
+    str: ToSql<Text, DB>,
+    NaiveDateTime: ToSql<Timestamp, DB>,
+{
+    out.push_sql("INSERT INTO users (name, create_time, update_time) VALUES (");
+    out.push_bind_param::<Text, _>(name)?;
+    out.push_sql(", ");
+    out.push_bind_param::<Timestamp, _>(now)?;
+    out.push_sql(", ");
+    out.push_bind_param::<Timestamp, _>(now)?;
+    out.push_sql(") RETURNING id, name, create_time, update_time, revision");
+    Ok(())
 }
 
 /// PostgreSQL's one statement for [`NewUser::create`]: the user and its
@@ -661,20 +682,14 @@ impl QueryId for CreateWithEvent<'_> {
 }
 
 impl Query for CreateWithEvent<'_> {
-    type SqlType = (BigInt, Text, Timestamp, Timestamp, BigInt);
+    type SqlType = ReturnedUser;
 }
 
 impl QueryFragment<Pg> for CreateWithEvent<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        out.push_sql(
-            "WITH new_user AS (INSERT INTO users (name, create_time, update_time) VALUES (",
-        );
-        out.push_bind_param::<Text, _>(self.name)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Timestamp, _>(&self.now)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Timestamp, _>(&self.now)?;
-        out.push_sql(") RETURNING id, name, create_time, update_time, revision)");
+        out.push_sql("WITH new_user AS (");
+        push_insert_returning(&mut out, self.name, &self.now)?;
+        out.push_sql(")");
         Event::push_created_cte(&mut out, self.call)?;
         out.push_sql(" SELECT id, name, create_time, update_time, revision FROM new_user");
         Ok(())
