@@ -68,7 +68,7 @@ pub async fn prepare(url: &DatabaseUrl, mode: Mode) -> Result<Vec<String>, Migra
         }
         DatabaseUrl::Mysql(text) => {
             let conn =
-                mysql::establish(text, Isolation::default(), &mysql::ServerWrites::default())
+                mysql::establish(text, Isolation::default(), &mysql::ServerWrites::unlogged())
                     .await
                     .map_err(connect_error)?;
             blocking(move || migrate(&mut AsyncMigrationHarness::new(conn), MYSQL, mode)).await

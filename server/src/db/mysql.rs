@@ -98,7 +98,7 @@ async fn establish_one(
             .await
             .map_err(ConnectionError::CouldntSetupConfiguration)?;
     }
-    server.note(traits.writes());
+    server.note(traits.writes(), &traits.version);
     Ok(conn)
 }
 
@@ -118,19 +118,53 @@ pub enum WriteCheck {
 /// The [`WriteCheck`] every connection of a pool allows, learned as they
 /// open: [`WriteCheck::ReadBack`] as soon as one needs it (a pool's hosts
 /// are one kind of server in practice; if not, the stricter check holds
-/// for all).
-#[derive(Debug, Default)]
-pub struct ServerWrites(AtomicU8);
+/// for all). What it learns is logged once, unless it is a lone
+/// connection's ([`unlogged`](Self::unlogged)).
+#[derive(Debug)]
+pub struct ServerWrites {
+    check: AtomicU8,
+    logged: bool,
+}
+
+impl Default for ServerWrites {
+    fn default() -> Self {
+        Self {
+            check: AtomicU8::new(0),
+            logged: true,
+        }
+    }
+}
 
 impl ServerWrites {
-    fn note(&self, check: WriteCheck) {
-        self.0.fetch_max(check as u8, Ordering::Relaxed);
+    /// For a connection outside the pool (the migrations'): says nothing
+    /// of what it learns, which the pool will say.
+    pub fn unlogged() -> Self {
+        Self {
+            logged: false,
+            ..Self::default()
+        }
+    }
+
+    fn note(&self, check: WriteCheck, version: &str) {
+        let before = self.check.fetch_max(check as u8, Ordering::Relaxed);
+        if self.logged && before < check as u8 {
+            match check {
+                WriteCheck::Returning => tracing::info!(
+                    version,
+                    "MariaDB outside Galera: creates take their rows from INSERT .. RETURNING"
+                ),
+                WriteCheck::ReadBack => tracing::info!(
+                    version,
+                    "Galera node or MySQL: writes read back what they wrote"
+                ),
+            }
+        }
     }
 
     /// The check for a unit on one of the pool's connections (which has
     /// been noted: it was opened first).
     pub fn check(&self) -> WriteCheck {
-        if AtomicU8::load(&self.0, Ordering::Relaxed) == WriteCheck::Returning as u8 {
+        if AtomicU8::load(&self.check, Ordering::Relaxed) == WriteCheck::Returning as u8 {
             WriteCheck::Returning
         } else {
             WriteCheck::ReadBack
@@ -139,8 +173,10 @@ impl ServerWrites {
 }
 
 /// What a new connection's server is, from its variables.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct ServerTraits {
+    /// `@@version`, e.g. `10.11.6-MariaDB-0+deb12u1`.
+    version: String,
     /// A node of a Galera cluster (`wsrep_on`; MySQL has no such variable).
     galera: bool,
     /// `INSERT .. RETURNING` (MariaDB 10.5 and later; MySQL has none).
@@ -165,13 +201,15 @@ impl ServerTraits {
                 .find(|row| row.name.eq_ignore_ascii_case(name))
                 .map(|row| row.value.as_str())
         };
+        let version = value("version").unwrap_or_default().to_owned();
         Ok(Self {
             galera: value("wsrep_on").is_some_and(|on| on.eq_ignore_ascii_case("ON")),
-            returning: value("version").is_some_and(mariadb_with_returning),
+            returning: mariadb_with_returning(&version),
+            version,
         })
     }
 
-    fn writes(self) -> WriteCheck {
+    fn writes(&self) -> WriteCheck {
         if self.returning && !self.galera {
             WriteCheck::Returning
         } else {
@@ -323,31 +361,28 @@ mod tests {
 
     #[test]
     fn a_galera_node_reads_back_whatever_its_version() {
-        let node = ServerTraits {
-            galera: true,
-            returning: true,
+        let traits = |galera, returning| ServerTraits {
+            version: String::new(),
+            galera,
+            returning,
         };
-        assert_eq!(node.writes(), WriteCheck::ReadBack);
-        let mysql = ServerTraits {
-            galera: false,
-            returning: false,
-        };
-        assert_eq!(mysql.writes(), WriteCheck::ReadBack);
-        let mariadb = ServerTraits {
-            galera: false,
-            returning: true,
-        };
-        assert_eq!(mariadb.writes(), WriteCheck::Returning);
+        assert_eq!(traits(true, true).writes(), WriteCheck::ReadBack, "Galera");
+        assert_eq!(traits(false, false).writes(), WriteCheck::ReadBack, "MySQL");
+        assert_eq!(
+            traits(false, true).writes(),
+            WriteCheck::Returning,
+            "MariaDB"
+        );
     }
 
     #[test]
     fn one_connection_that_needs_a_read_back_makes_the_pool_read_back() {
         let server = ServerWrites::default();
         assert_eq!(server.check(), WriteCheck::ReadBack, "nothing known yet");
-        server.note(WriteCheck::Returning);
+        server.note(WriteCheck::Returning, "10.11.6-MariaDB");
         assert_eq!(server.check(), WriteCheck::Returning);
-        server.note(WriteCheck::ReadBack);
-        server.note(WriteCheck::Returning);
+        server.note(WriteCheck::ReadBack, "10.11.6-MariaDB");
+        server.note(WriteCheck::Returning, "10.11.6-MariaDB");
         assert_eq!(server.check(), WriteCheck::ReadBack);
     }
 
