@@ -4,11 +4,11 @@
 use chrono::NaiveDateTime;
 use diesel::pg::Pg;
 use diesel::prelude::*;
-use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
+use diesel::query_builder::{AstPass, QueryFragment};
 use diesel::sql_types::Text;
 use diesel_async::{AsyncConnection, AsyncMysqlConnection, RunQueryDsl};
 
-use super::user::{ReturnedUser, push_insert_returning};
+use super::user::{push_insert_returning, returns_a_user};
 use super::{Event, EventKind, NewUser, User};
 use crate::db::{Tx, mysql::last_insert_id, on_backend, schema::create_requests, written_row};
 use crate::domain::{RequestId, UserName};
@@ -208,14 +208,7 @@ struct CreateRemembered<'a> {
     call: &'a str,
 }
 
-impl QueryId for CreateRemembered<'_> {
-    type QueryId = CreateRemembered<'static>;
-    const HAS_STATIC_QUERY_ID: bool = true;
-}
-
-impl Query for CreateRemembered<'_> {
-    type SqlType = ReturnedUser;
-}
+returns_a_user!(CreateRemembered);
 
 impl QueryFragment<Pg> for CreateRemembered<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
@@ -246,7 +239,7 @@ mod tests {
             request_id: "8d7c7ed4-4e5b-4bb4-9a6c-1f0f0e1b8a3c",
             call: "trace-1",
         };
-        const { assert!(<CreateRemembered<'_> as QueryId>::HAS_STATIC_QUERY_ID) };
+        const { assert!(<CreateRemembered<'_> as diesel::query_builder::QueryId>::HAS_STATIC_QUERY_ID) };
         assert_eq!(statement.is_safe_to_cache_prepared(&Pg), Ok(true));
         let sql = diesel::debug_query::<Pg, _>(&statement).to_string();
         assert!(

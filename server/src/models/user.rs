@@ -5,7 +5,7 @@ use diesel::backend::Backend;
 use diesel::mysql::Mysql;
 use diesel::pg::Pg;
 use diesel::prelude::*;
-use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
+use diesel::query_builder::{AstPass, QueryFragment};
 use diesel::serialize::ToSql;
 use diesel::sql_types::HasSqlType;
 use diesel::sql_types::{BigInt, Text, Timestamp};
@@ -624,14 +624,7 @@ pub struct InsertReturning<'a> {
     now: NaiveDateTime,
 }
 
-impl QueryId for InsertReturning<'_> {
-    type QueryId = InsertReturning<'static>;
-    const HAS_STATIC_QUERY_ID: bool = true;
-}
-
-impl Query for InsertReturning<'_> {
-    type SqlType = ReturnedUser;
-}
+returns_a_user!(InsertReturning);
 
 impl QueryFragment<Mysql> for InsertReturning<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Mysql>) -> QueryResult<()> {
@@ -641,6 +634,23 @@ impl QueryFragment<Mysql> for InsertReturning<'_> {
 
 /// The SQL type of the user row the hand-written creates return.
 pub(super) type ReturnedUser = (BigInt, Text, Timestamp, Timestamp, BigInt);
+
+/// Makes a hand-written create (a struct with one lifetime) a query that
+/// returns a [`ReturnedUser`] and that diesel keeps prepared: its SQL is
+/// the same for every value.
+macro_rules! returns_a_user {
+    ($query:ident) => {
+        impl diesel::query_builder::QueryId for $query<'_> {
+            type QueryId = $query<'static>;
+            const HAS_STATIC_QUERY_ID: bool = true;
+        }
+
+        impl diesel::query_builder::Query for $query<'_> {
+            type SqlType = $crate::models::user::ReturnedUser;
+        }
+    };
+}
+pub(super) use returns_a_user;
 
 /// `INSERT INTO users .. RETURNING` the row as [`ReturnedUser`]: the insert
 /// every hand-written create starts with (PostgreSQL's inside a `WITH`).
@@ -676,14 +686,7 @@ struct CreateWithEvent<'a> {
     call: &'a str,
 }
 
-impl QueryId for CreateWithEvent<'_> {
-    type QueryId = CreateWithEvent<'static>;
-    const HAS_STATIC_QUERY_ID: bool = true;
-}
-
-impl Query for CreateWithEvent<'_> {
-    type SqlType = ReturnedUser;
-}
+returns_a_user!(CreateWithEvent);
 
 impl QueryFragment<Pg> for CreateWithEvent<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
