@@ -11,7 +11,10 @@ struct Noop {
 
 /// A user as the service's replies carry it: id, name, both times, etag.
 fn user(id: i64, name: &str) -> User {
-    let time = prost_types::Timestamp { seconds: 1_796_000_000, nanos: 123_456_000 };
+    let time = prost_types::Timestamp {
+        seconds: 1_796_000_000,
+        nanos: 123_456_000,
+    };
     User {
         id,
         name: name.to_string(),
@@ -23,21 +26,44 @@ fn user(id: i64, name: &str) -> User {
 
 #[tonic::async_trait]
 impl ceiling::UserService for Noop {
-    async fn create_user(&self, _r: Request<CreateUserRequest>) -> Result<Response<CreateUserResponse>, Status> {
-        Ok(Response::new(CreateUserResponse { user: Some(self.one.clone()) }))
+    async fn create_user(
+        &self,
+        _r: Request<CreateUserRequest>,
+    ) -> Result<Response<CreateUserResponse>, Status> {
+        Ok(Response::new(CreateUserResponse {
+            user: Some(self.one.clone()),
+        }))
     }
-    async fn find_users(&self, _r: Request<FindUsersRequest>) -> Result<Response<FindUsersResponse>, Status> {
-        Ok(Response::new(FindUsersResponse { users: self.ten.clone(), next_page_token: String::new() }))
+    async fn find_users(
+        &self,
+        _r: Request<FindUsersRequest>,
+    ) -> Result<Response<FindUsersResponse>, Status> {
+        Ok(Response::new(FindUsersResponse {
+            users: self.ten.clone(),
+            next_page_token: String::new(),
+        }))
     }
-    async fn get_user(&self, r: Request<GetUserRequest>) -> Result<Response<GetUserResponse>, Status> {
+    async fn get_user(
+        &self,
+        r: Request<GetUserRequest>,
+    ) -> Result<Response<GetUserResponse>, Status> {
         // The id asked for, so that a client checking replies accepts it.
-        let user = User { id: r.into_inner().id, ..self.one.clone() };
+        let user = User {
+            id: r.into_inner().id,
+            ..self.one.clone()
+        };
         Ok(Response::new(GetUserResponse { user: Some(user) }))
     }
-    async fn update_user(&self, _r: Request<UpdateUserRequest>) -> Result<Response<UpdateUserResponse>, Status> {
+    async fn update_user(
+        &self,
+        _r: Request<UpdateUserRequest>,
+    ) -> Result<Response<UpdateUserResponse>, Status> {
         Err(Status::unimplemented("UpdateUser"))
     }
-    async fn delete_user(&self, _r: Request<DeleteUserRequest>) -> Result<Response<DeleteUserResponse>, Status> {
+    async fn delete_user(
+        &self,
+        _r: Request<DeleteUserRequest>,
+    ) -> Result<Response<DeleteUserResponse>, Status> {
         Err(Status::unimplemented("DeleteUser"))
     }
     async fn batch_create_users(

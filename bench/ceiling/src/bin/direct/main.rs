@@ -33,7 +33,12 @@ const POOL_SIZE: usize = 8;
 /// One database's three statements, each returning full users.
 trait Store: Send + Sync + 'static {
     /// Up to `limit` users named `name` with ids above `after`, by id.
-    fn find(&self, name: String, after: i64, limit: i64) -> impl Future<Output = Result<Vec<User>, Status>> + Send;
+    fn find(
+        &self,
+        name: String,
+        after: i64,
+        limit: i64,
+    ) -> impl Future<Output = Result<Vec<User>, Status>> + Send;
     fn get(&self, id: i64) -> impl Future<Output = Result<Option<User>, Status>> + Send;
     fn create(&self, name: String) -> impl Future<Output = Result<User, Status>> + Send;
 }
@@ -43,20 +48,31 @@ fn db_err<E: std::fmt::Display>(e: E) -> Status {
 }
 
 fn timestamp(time: SystemTime) -> prost_types::Timestamp {
-    let since = time.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
-    prost_types::Timestamp { seconds: since.as_secs() as i64, nanos: since.subsec_nanos() as i32 }
+    let since = time
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    prost_types::Timestamp {
+        seconds: since.as_secs() as i64,
+        nanos: since.subsec_nanos() as i32,
+    }
 }
 
 fn naive_timestamp(time: chrono::NaiveDateTime) -> prost_types::Timestamp {
     let utc = time.and_utc();
-    prost_types::Timestamp { seconds: utc.timestamp(), nanos: utc.timestamp_subsec_nanos() as i32 }
+    prost_types::Timestamp {
+        seconds: utc.timestamp(),
+        nanos: utc.timestamp_subsec_nanos() as i32,
+    }
 }
 
 struct Direct<S>(S);
 
 #[tonic::async_trait]
 impl<S: Store> ceiling::UserService for Direct<S> {
-    async fn create_user(&self, r: Request<CreateUserRequest>) -> Result<Response<CreateUserResponse>, Status> {
+    async fn create_user(
+        &self,
+        r: Request<CreateUserRequest>,
+    ) -> Result<Response<CreateUserResponse>, Status> {
         let req = r.into_inner();
         if req.name.is_empty() {
             return Err(Status::invalid_argument("name is required"));
@@ -65,16 +81,27 @@ impl<S: Store> ceiling::UserService for Direct<S> {
         Ok(Response::new(CreateUserResponse { user: Some(user) }))
     }
 
-    async fn find_users(&self, r: Request<FindUsersRequest>) -> Result<Response<FindUsersResponse>, Status> {
+    async fn find_users(
+        &self,
+        r: Request<FindUsersRequest>,
+    ) -> Result<Response<FindUsersResponse>, Status> {
         let req = r.into_inner();
         if !req.name_prefix.is_empty() {
-            return Err(Status::unimplemented("name_prefix is not served by the ceiling server"));
+            return Err(Status::unimplemented(
+                "name_prefix is not served by the ceiling server",
+            ));
         }
-        let size = if req.page_size > 0 { req.page_size.min(1000) as i64 } else { 50 };
+        let size = if req.page_size > 0 {
+            req.page_size.min(1000) as i64
+        } else {
+            50
+        };
         let after: i64 = if req.page_token.is_empty() {
             0
         } else {
-            req.page_token.parse().map_err(|_| Status::invalid_argument("bad page_token"))?
+            req.page_token
+                .parse()
+                .map_err(|_| Status::invalid_argument("bad page_token"))?
         };
         let mut users = self.0.find(req.name, after, size + 1).await?;
         let mut next_page_token = String::new();
@@ -82,20 +109,32 @@ impl<S: Store> ceiling::UserService for Direct<S> {
             users.truncate(size as usize);
             next_page_token = users.last().map(|u| u.id.to_string()).unwrap_or_default();
         }
-        Ok(Response::new(FindUsersResponse { users, next_page_token }))
+        Ok(Response::new(FindUsersResponse {
+            users,
+            next_page_token,
+        }))
     }
 
-    async fn get_user(&self, r: Request<GetUserRequest>) -> Result<Response<GetUserResponse>, Status> {
+    async fn get_user(
+        &self,
+        r: Request<GetUserRequest>,
+    ) -> Result<Response<GetUserResponse>, Status> {
         let id = r.into_inner().id;
         match self.0.get(id).await? {
             Some(user) => Ok(Response::new(GetUserResponse { user: Some(user) })),
             None => Err(Status::not_found(format!("no user {id}"))),
         }
     }
-    async fn update_user(&self, _r: Request<UpdateUserRequest>) -> Result<Response<UpdateUserResponse>, Status> {
+    async fn update_user(
+        &self,
+        _r: Request<UpdateUserRequest>,
+    ) -> Result<Response<UpdateUserResponse>, Status> {
         Err(Status::unimplemented("UpdateUser"))
     }
-    async fn delete_user(&self, _r: Request<DeleteUserRequest>) -> Result<Response<DeleteUserResponse>, Status> {
+    async fn delete_user(
+        &self,
+        _r: Request<DeleteUserRequest>,
+    ) -> Result<Response<DeleteUserResponse>, Status> {
         Err(Status::unimplemented("DeleteUser"))
     }
     async fn batch_create_users(
@@ -113,13 +152,23 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .nth(2)
         .or_else(|| std::env::var("DATABASE_URL").ok())
         .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/ceiling".to_string());
-    let schema = std::env::args().nth(3).or_else(|| std::env::var("DIRECT_SCHEMA").ok());
+    let schema = std::env::args()
+        .nth(3)
+        .or_else(|| std::env::var("DIRECT_SCHEMA").ok());
     if url.starts_with("mysql://") {
-        ceiling::serve(Direct(mysql::Mysql::open(&url, schema.as_deref()).await?), addr).await?;
+        ceiling::serve(
+            Direct(mysql::Mysql::open(&url, schema.as_deref()).await?),
+            addr,
+        )
+        .await?;
     } else if let Some(path) = url.strip_prefix("sqlite://") {
         ceiling::serve(Direct(sqlite::Sqlite::open(path)?), addr).await?;
     } else {
-        ceiling::serve(Direct(postgres::Postgres::open(&url, schema.as_deref()).await?), addr).await?;
+        ceiling::serve(
+            Direct(postgres::Postgres::open(&url, schema.as_deref()).await?),
+            addr,
+        )
+        .await?;
     }
     Ok(())
 }

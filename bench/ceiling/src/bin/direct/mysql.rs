@@ -34,7 +34,11 @@ impl Mysql {
         let events = match schema {
             None | Some("users") => false,
             Some("users-events") => true,
-            Some(other) => return Err(format!("DIRECT_SCHEMA: `users` or `users-events`, not {other:?}").into()),
+            Some(other) => {
+                return Err(
+                    format!("DIRECT_SCHEMA: `users` or `users-events`, not {other:?}").into(),
+                )
+            }
         };
         let constraints = PoolConstraints::new(POOL_SIZE, POOL_SIZE).ok_or("pool constraints")?;
         let opts = OptsBuilder::from_opts(Opts::from_url(url)?)
@@ -42,7 +46,11 @@ impl Mysql {
             // pool (mysql_async's default): it drops the connection's
             // prepared statements, so every call would prepare its
             // statement again (twice the database's CPU per read).
-            .pool_opts(PoolOpts::default().with_constraints(constraints).with_reset_connection(false))
+            .pool_opts(
+                PoolOpts::default()
+                    .with_constraints(constraints)
+                    .with_reset_connection(false),
+            )
             .prefer_socket(false);
         let pool = Pool::new(opts);
         let mut held = Vec::with_capacity(POOL_SIZE);
@@ -91,16 +99,30 @@ impl Store for Mysql {
         let mut c = self.conn().await?;
         let now = chrono::Utc::now().naive_utc();
         if !self.events {
-            let row: Option<UserRow> = c.exec_first(CREATE, (name, now, now)).await.map_err(db_err)?;
-            return row.map(user).ok_or_else(|| Status::internal("INSERT ... RETURNING returned no row"));
+            let row: Option<UserRow> = c
+                .exec_first(CREATE, (name, now, now))
+                .await
+                .map_err(db_err)?;
+            return row
+                .map(user)
+                .ok_or_else(|| Status::internal("INSERT ... RETURNING returned no row"));
         }
-        let mut tx = c.start_transaction(TxOpts::default()).await.map_err(db_err)?;
-        let row: Option<UserRow> = tx.exec_first(CREATE, (name, now, now)).await.map_err(db_err)?;
-        let row = row.ok_or_else(|| Status::internal("INSERT ... RETURNING returned no row"))?;
-        let (id, name, create_time, update_time, revision) = &row;
-        tx.exec_drop(CREATED_EVENT, (id, name, create_time, update_time, revision, now))
+        let mut tx = c
+            .start_transaction(TxOpts::default())
             .await
             .map_err(db_err)?;
+        let row: Option<UserRow> = tx
+            .exec_first(CREATE, (name, now, now))
+            .await
+            .map_err(db_err)?;
+        let row = row.ok_or_else(|| Status::internal("INSERT ... RETURNING returned no row"))?;
+        let (id, name, create_time, update_time, revision) = &row;
+        tx.exec_drop(
+            CREATED_EVENT,
+            (id, name, create_time, update_time, revision, now),
+        )
+        .await
+        .map_err(db_err)?;
         tx.commit().await.map_err(db_err)?;
         Ok(user(row))
     }

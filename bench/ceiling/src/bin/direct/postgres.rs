@@ -59,11 +59,20 @@ impl Postgres {
             Some("users") => USERS,
             Some("users-events") => USERS_WITH_EVENTS,
             Some(other) => {
-                return Err(format!("DIRECT_SCHEMA: `peer`, `users` or `users-events`, not {other:?}").into())
+                return Err(format!(
+                    "DIRECT_SCHEMA: `peer`, `users` or `users-events`, not {other:?}"
+                )
+                .into())
             }
         };
         let pg: tokio_postgres::Config = url.parse()?;
-        let mgr = Manager::from_config(pg, tokio_postgres::NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let mgr = Manager::from_config(
+            pg,
+            tokio_postgres::NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
         let pool = Pool::builder(mgr).max_size(POOL_SIZE).build()?;
         let mut held = Vec::with_capacity(POOL_SIZE);
         for _ in 0..POOL_SIZE {
@@ -83,7 +92,11 @@ impl Postgres {
 
     fn user(&self, row: &Row) -> User {
         if !self.schema.full {
-            return User { id: row.get(0), name: row.get(1), ..Default::default() };
+            return User {
+                id: row.get(0),
+                name: row.get(1),
+                ..Default::default()
+            };
         }
         User {
             id: row.get(0),
@@ -99,7 +112,10 @@ impl Store for Postgres {
     async fn find(&self, name: String, after: i64, limit: i64) -> Result<Vec<User>, Status> {
         let c = self.conn().await?;
         let stmt = c.prepare_cached(self.schema.find).await.map_err(db_err)?;
-        let rows = c.query(&stmt, &[&name, &after, &limit]).await.map_err(db_err)?;
+        let rows = c
+            .query(&stmt, &[&name, &after, &limit])
+            .await
+            .map_err(db_err)?;
         Ok(rows.iter().map(|row| self.user(row)).collect())
     }
 

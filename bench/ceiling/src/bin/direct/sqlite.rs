@@ -39,16 +39,23 @@ pub struct Sqlite(Arc<Connections>);
 impl Sqlite {
     pub fn open(path: &str) -> Result<Self, Box<dyn std::error::Error>> {
         let open = |statements: &[&str]| -> Result<Mutex<Connection>, Box<dyn std::error::Error>> {
-            let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+            let conn =
+                Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE)?;
             conn.execute_batch(PRAGMAS)?;
             for sql in statements {
                 conn.prepare_cached(sql)?;
             }
             Ok(Mutex::new(conn))
         };
-        let readers = (0..POOL_SIZE).map(|_| open(&[FIND, GET])).collect::<Result<_, _>>()?;
+        let readers = (0..POOL_SIZE)
+            .map(|_| open(&[FIND, GET]))
+            .collect::<Result<_, _>>()?;
         let writer = open(&[CREATE])?;
-        Ok(Sqlite(Arc::new(Connections { readers, next_reader: AtomicUsize::new(0), writer })))
+        Ok(Sqlite(Arc::new(Connections {
+            readers,
+            next_reader: AtomicUsize::new(0),
+            writer,
+        })))
     }
 
     /// Runs `work` on a reading connection, on a blocking thread.
@@ -58,8 +65,11 @@ impl Sqlite {
     ) -> Result<T, Status> {
         let connections = self.0.clone();
         tokio::task::spawn_blocking(move || {
-            let i = connections.next_reader.fetch_add(1, Ordering::Relaxed) % connections.readers.len();
-            let conn = connections.readers[i].lock().unwrap_or_else(|e| e.into_inner());
+            let i =
+                connections.next_reader.fetch_add(1, Ordering::Relaxed) % connections.readers.len();
+            let conn = connections.readers[i]
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
             work(&conn)
         })
         .await
@@ -71,8 +81,9 @@ impl Sqlite {
 fn user(row: &Row) -> rusqlite::Result<User> {
     let time = |i: usize| -> rusqlite::Result<_> {
         let text: String = row.get(i)?;
-        let time = NaiveDateTime::parse_from_str(&text, "%Y-%m-%d %H:%M:%S%.f")
-            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, e.into()))?;
+        let time = NaiveDateTime::parse_from_str(&text, "%Y-%m-%d %H:%M:%S%.f").map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, e.into())
+        })?;
         Ok(Some(naive_timestamp(time)))
     };
     Ok(User {
@@ -107,7 +118,10 @@ impl Store for Sqlite {
         let connections = self.0.clone();
         tokio::task::spawn_blocking(move || {
             let conn = connections.writer.lock().unwrap_or_else(|e| e.into_inner());
-            let now = chrono::Utc::now().naive_utc().format(TIME_FORMAT).to_string();
+            let now = chrono::Utc::now()
+                .naive_utc()
+                .format(TIME_FORMAT)
+                .to_string();
             let mut stmt = conn.prepare_cached(CREATE)?;
             stmt.query_row(rusqlite::params![name, now], |row| user(row))
         })
