@@ -99,7 +99,7 @@ impl Store for Sqlite {
     async fn find(&self, name: String, after: i64, limit: i64) -> Result<Vec<User>, Status> {
         self.read(move |conn| {
             let mut stmt = conn.prepare_cached(FIND)?;
-            let rows = stmt.query_map(rusqlite::params![name, after, limit], |row| user(row))?;
+            let rows = stmt.query_map(rusqlite::params![name, after, limit], user)?;
             rows.collect()
         })
         .await
@@ -108,7 +108,7 @@ impl Store for Sqlite {
     async fn get(&self, id: i64) -> Result<Option<User>, Status> {
         self.read(move |conn| {
             let mut stmt = conn.prepare_cached(GET)?;
-            let mut rows = stmt.query_map([id], |row| user(row))?;
+            let mut rows = stmt.query_map([id], user)?;
             rows.next().transpose()
         })
         .await
@@ -123,7 +123,7 @@ impl Store for Sqlite {
                 .format(TIME_FORMAT)
                 .to_string();
             let mut stmt = conn.prepare_cached(CREATE)?;
-            stmt.query_row(rusqlite::params![name, now], |row| user(row))
+            stmt.query_row(rusqlite::params![name, now], user)
         })
         .await
         .map_err(db_err)?
