@@ -9,7 +9,9 @@
 //! On MySQL and SQLite the database is the users service's own (migrated by
 //! users-server), with replies as full as the service's; on MySQL,
 //! `DIRECT_SCHEMA` (or argv[3]) `users-events` makes each create also insert
-//! its change event, in one transaction with the user. On PostgreSQL the
+//! its change event, in one transaction with the user, and `users-trigger`
+//! makes it one INSERT into a copy of `users` whose trigger writes the event
+//! (see [`mysql`]). On PostgreSQL the
 //! schema is chosen (`DIRECT_SCHEMA`, or argv[3]):
 //! - `peer` (default): the Python peer's `peer_users (id, name)`; replies carry id and name.
 //! - `users`: the users service's own `users` table, so both servers can run on one
